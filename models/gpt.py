@@ -1,0 +1,137 @@
+"""microgpt's GPT as pure JAX functions: all positions at once for training, a KV cache for decoding.
+
+GPT-2 with three simplifications, as in microgpt: rmsnorm without weights instead of layernorm, no
+biases, ReLU instead of GeLU. Parameters are a flat dict named and shaped like microgpt's
+`state_dict`, and a linear layer computes `W @ x`. The scalar twin is `models/gpt_scalar.py`.
+"""
+
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+RMS_EPS = 1e-5
+INIT_STD = 0.08
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int = 27  # 26 letters + BOS for names.txt
+    n_embd: int = 16  # width of the residual stream
+    n_head: int = 4  # attention heads; each sees n_embd // n_head channels
+    n_layer: int = 1  # transformer blocks
+    block_size: int = 16  # longest context, and the rows of the position table
+
+    def __post_init__(self):
+        for name in ("vocab_size", "n_embd", "n_head", "n_layer", "block_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+
+    @property
+    def head_dim(self):
+        return self.n_embd // self.n_head
+
+
+def param_shapes(config):
+    """{name: shape} in microgpt's order, which is also the order its weights are drawn in."""
+    c, v = config.n_embd, config.vocab_size
+    shapes = {"wte": (v, c), "wpe": (config.block_size, c), "lm_head": (v, c)}
+    for i in range(config.n_layer):
+        for name in ("attn_wq", "attn_wk", "attn_wv", "attn_wo"):
+            shapes[f"layer{i}.{name}"] = (c, c)
+        shapes[f"layer{i}.mlp_fc1"] = (4 * c, c)
+        shapes[f"layer{i}.mlp_fc2"] = (c, 4 * c)
+    return shapes
+
+
+def num_params(config):
+    return sum(math.prod(shape) for shape in param_shapes(config).values())
+
+
+def init(key, config, dtype=jnp.float32):
+    """Every weight normal with std 0.08, one key per matrix."""
+    shapes = param_shapes(config)
+    keys = jax.random.split(key, len(shapes))
+    return {name: INIT_STD * jax.random.normal(k, shape, dtype) for k, (name, shape) in zip(keys, shapes.items())}
+
+
+def rmsnorm(x):
+    return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + RMS_EPS)
+
+
+def linear(x, w):
+    """W @ x for x with leading batch axes: (..., nin) -> (..., nout)."""
+    return x @ w.T
+
+
+def _heads(x, config):
+    return x.reshape(*x.shape[:-1], config.n_head, config.head_dim)  # (..., C) -> (..., H, D)
+
+
+def _block(params, i, x, attend):
+    """One transformer block; `attend(q, k, v)` mixes positions (causal full attention or a KV cache)."""
+    p = f"layer{i}."
+    h = rmsnorm(x)
+    x = x + linear(attend(linear(h, params[p + "attn_wq"]), linear(h, params[p + "attn_wk"]),
+                          linear(h, params[p + "attn_wv"])), params[p + "attn_wo"])
+    h = rmsnorm(x)
+    return x + linear(jax.nn.relu(linear(h, params[p + "mlp_fc1"])), params[p + "mlp_fc2"])
+
+
+def _attention(q, k, v, mask, config):
+    """Multi-head attention of queries (..., T, C) over keys/values (..., S, C) where mask (T, S) allows."""
+    q, k, v = (_heads(t, config) for t in (q, k, v))
+    scores = jnp.einsum("...thd,...shd->...hts", q, k) / math.sqrt(config.head_dim)
+    scores = jnp.where(mask, scores, -jnp.inf)
+    out = jnp.einsum("...hts,...shd->...thd", jax.nn.softmax(scores, axis=-1), v)
+    return out.reshape(*out.shape[:-2], config.n_embd)  # (..., T, H, D) -> (..., T, C)
+
+
+def apply(params, tokens, config):
+    """Logits (..., T, vocab) for tokens (T,) or (B, T), every position attending to itself and before."""
+    T = tokens.shape[-1]
+    causal = jnp.tril(jnp.ones((T, T), bool))
+    x = rmsnorm(params["wte"][tokens] + params["wpe"][:T])
+    for i in range(config.n_layer):
+        x = _block(params, i, x, lambda q, k, v: _attention(q, k, v, causal, config))
+    return linear(x, params["lm_head"])
+
+
+def loss(params, tokens, targets, mask, config):
+    """microgpt's loss: per document the mean of -log p(target) over its real positions (mask 1),
+    then the mean over documents. tokens, targets and mask are (T,) or (B, T)."""
+    logits = apply(params, tokens, config)
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))  # bfloat16 models: float32 loss
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    mask = mask.astype(nll.dtype)
+    per_doc = jnp.sum(nll * mask, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1)
+    return jnp.mean(per_doc)
+
+
+def init_cache(config, dtype=jnp.float32):
+    """Empty key and value buffers, one row per position: {"k", "v"} each (n_layer, block_size, n_embd)."""
+    shape = (config.n_layer, config.block_size, config.n_embd)
+    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+
+
+def decode_step(params, cache, token, pos, config):
+    """Logits (vocab,) for `token` at position `pos`, given the cache of positions before it.
+
+    Returns (logits, cache with this position's keys and values written in). Fixed shapes throughout,
+    so it jits once and runs inside `lax.scan`; `vmap` it for many sequences.
+    """
+    visible = (jnp.arange(config.block_size) <= pos)[None, :]  # (1, S)
+    x = rmsnorm(params["wte"][token] + params["wpe"][pos])[None, :]  # (1, C)
+    for i in range(config.n_layer):
+        def attend(q, k, v, i=i):
+            nonlocal cache
+            cache = {"k": cache["k"].at[i, pos].set(k[0]), "v": cache["v"].at[i, pos].set(v[0])}
+            return _attention(q, cache["k"][i], cache["v"][i], visible, config)
+
+        x = _block(params, i, x, attend)
+    return linear(x[0], params["lm_head"]), cache

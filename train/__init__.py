@@ -1,0 +1,1 @@
+"""Training, sampling and checkpoints: importable functions under thin command-line entry points."""

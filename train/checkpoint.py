@@ -1,0 +1,81 @@
+"""Checkpoints as one safetensors file: arrays plus JSON metadata, nothing executable, written atomically.
+
+Layout: tensors `params/<name>` and `opt/<path>` (the optax state, named by its pytree path), and
+metadata `meta` holding step, configs, vocabulary and RNG state as JSON.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load, save
+
+from .cli import UserError
+
+FORMAT = "microjax-checkpoint-1"
+FILENAME = "checkpoint.safetensors"
+
+
+def _named_leaves(prefix, tree):
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {prefix + jax.tree_util.keystr(path): leaf for path, leaf in leaves}
+
+
+def save_checkpoint(directory, params, opt_state, meta):
+    """Write DIR/checkpoint.safetensors so that a reader sees the old file or the new one, never half."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: np.asarray(jax.device_get(v)) for k, v in
+               {**_named_leaves("params", params), **_named_leaves("opt", opt_state)}.items()}
+    blob = save(tensors, metadata={"format": FORMAT, "meta": json.dumps(meta)})
+    path = directory / FILENAME
+    tmp = directory / f".{FILENAME}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(blob)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(directory):
+    """(tensors by name, meta dict), or a UserError naming what is wrong with the file."""
+    path = Path(directory)
+    path = path / FILENAME if path.is_dir() else path
+    if not path.exists():
+        raise UserError(f"no checkpoint at {path}")
+    blob = path.read_bytes()
+    try:
+        tensors = load(blob)
+        header = _header_metadata(blob)
+        if header.get("format") != FORMAT:
+            raise ValueError(f"format {header.get('format')!r}, expected {FORMAT!r}")
+        meta = json.loads(header["meta"])
+    except (SafetensorError, ValueError, KeyError, json.JSONDecodeError) as e:
+        raise UserError(f"damaged or foreign checkpoint {path}: {e}") from None
+    return tensors, meta
+
+
+def _header_metadata(blob):
+    n = int.from_bytes(blob[:8], "little")
+    return json.loads(blob[8 : 8 + n]).get("__metadata__") or {}
+
+
+def restore(tensors, prefix, template):
+    """Fill the pytree `template` (arrays or shape/dtype structs) with the checkpoint's tensors,
+    checking that every name is there with the expected shape."""
+    named, treedef = jax.tree_util.tree_flatten_with_path(template)
+    leaves = []
+    for path, like in named:
+        name = prefix + jax.tree_util.keystr(path)
+        if name not in tensors:
+            raise UserError(f"checkpoint does not match this model: it has no {name!r}")
+        value = tensors[name]
+        if value.shape != tuple(like.shape):
+            raise UserError(f"checkpoint does not match this model: {name!r} has shape {value.shape}, "
+                            f"expected {tuple(like.shape)}")
+        leaves.append(value.astype(like.dtype))
+    return jax.tree_util.tree_unflatten(treedef, leaves)

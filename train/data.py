@@ -1,0 +1,111 @@
+"""Documents and the char-level tokenizer with a BOS token, as microgpt builds them."""
+
+import hashlib
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cli import UserError
+
+NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
+NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
+
+
+def cache_dir():
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "microjax"
+
+
+def resolve_data_path(path=None):
+    """--data PATH, else $MICROJAX_DATA, else makemore's names.txt downloaded once into the cache."""
+    if path:
+        return Path(path)
+    if os.environ.get("MICROJAX_DATA"):
+        return Path(os.environ["MICROJAX_DATA"])
+    cached = cache_dir() / "names.txt"
+    if not cached.exists():
+        download_names(cached)
+    return cached
+
+
+def download_names(dest):
+    """Fetch names.txt from its pinned address, check its sha256, and move it into place."""
+    try:
+        with urllib.request.urlopen(NAMES_URL, timeout=30) as response:
+            blob = response.read()
+    except OSError as e:
+        raise UserError(f"no data file given and names.txt could not be downloaded ({e}); "
+                        "pass --data PATH or set MICROJAX_DATA to a text file with one document per line") from None
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != NAMES_SHA256:
+        raise UserError(f"downloaded names.txt has sha256 {digest}, expected {NAMES_SHA256}; not using it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, dest)
+
+
+def load_docs(path):
+    """The stripped, non-empty lines of a UTF-8 text file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"data file not found: {path}")
+    if path.is_dir():
+        raise UserError(f"data path is a directory, not a file: {path}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except PermissionError:
+        raise UserError(f"data file is not readable: {path}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"data file is not UTF-8 text: {path} (byte {e.start})") from None
+    docs = [line.strip() for line in text.splitlines() if line.strip()]
+    if not docs:
+        raise UserError(f"data file has no documents (no non-empty lines): {path}")
+    return docs
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """Token i is chars[i]; BOS, which begins and ends every document, is len(chars)."""
+
+    chars: str
+
+    @classmethod
+    def from_docs(cls, docs):
+        return cls("".join(sorted(set("".join(docs)))))
+
+    @property
+    def bos(self):
+        return len(self.chars)
+
+    @property
+    def vocab_size(self):
+        return len(self.chars) + 1
+
+    def encode(self, text):
+        index = {c: i for i, c in enumerate(self.chars)}
+        unknown = sorted({c for c in text if c not in index})
+        if unknown:
+            raise UserError(f"character(s) {''.join(unknown)!r} in {text!r} are not in the vocabulary {self.chars!r}")
+        return [index[c] for c in text]
+
+    def decode(self, tokens):
+        return "".join(self.chars[t] for t in tokens if t != self.bos)
+
+
+def encode_docs(docs, tokenizer, block_size):
+    """Rows [BOS, chars..., BOS] cut to block_size + 1 tokens and padded, and each row's count of
+    real positions n = min(block_size, len(doc) + 1), as microgpt takes them.
+
+    Returns (rows int32 (N, block_size + 1), n int32 (N,), how many documents were truncated).
+    """
+    rows = np.full((len(docs), block_size + 1), tokenizer.bos, np.int32)
+    n = np.empty(len(docs), np.int32)
+    for i, doc in enumerate(docs):
+        tokens = ([tokenizer.bos] + tokenizer.encode(doc) + [tokenizer.bos])[: block_size + 1]
+        rows[i, : len(tokens)] = tokens
+        n[i] = len(tokens) - 1
+    truncated = int(sum(len(doc) > block_size - 1 for doc in docs))
+    return rows, n, truncated

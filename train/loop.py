@@ -1,0 +1,113 @@
+"""The training loop around the jitted chunk: evaluation, checkpoints, Ctrl-C, NaN, resume."""
+
+import dataclasses
+import math
+import signal
+import threading
+import time
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from . import checkpoint
+from .cli import UserError
+from .trainer import RESUME_MAY_CHANGE, TrainConfig, batch_loss, batch_indices, make_train_chunk, put, to_host
+
+
+def evaluate(run):
+    """microgpt's loss over every held-out document, in one jitted call."""
+    if run._eval is None:
+        run._eval = jax.jit(lambda p, rows, n: batch_loss(p, rows, n, run.model, run.cfg.compute_dtype))
+    return float(to_host(run._eval(run.params, *run.val_data)))
+
+
+def checkpoint_meta(run):
+    return {"step": run.step, "total_steps": run.total_steps, "train": dataclasses.asdict(run.cfg),
+            "model": dataclasses.asdict(run.model), "vocab": run.tokenizer.chars,
+            "python_rng": run.rng.getstate() if run.rng else None,
+            "jax_key": np.asarray(run.key).tolist()}
+
+
+def save(run, out):
+    if jax.process_index() == 0:
+        checkpoint.save_checkpoint(out, to_host(run.params), to_host(run.opt_state), checkpoint_meta(run))
+    run.saved_step = run.step
+
+
+def resumed_config(meta, overrides):
+    """The checkpoint's TrainConfig, with `overrides` (flags given now) that may change on resume."""
+    saved = TrainConfig(**meta["train"])
+    for name, value in overrides.items():
+        if name not in RESUME_MAY_CHANGE and value != getattr(saved, name):
+            raise UserError(f"checkpoint does not match: it was trained with {name}={getattr(saved, name)!r}, "
+                            f"not {value!r}")
+    return dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in RESUME_MAY_CHANGE})
+
+
+def restore_run(run, tensors, meta):
+    """Load parameters, optimizer state, step and RNG state from a checkpoint into a prepared run."""
+    if meta["vocab"] != run.tokenizer.chars:
+        raise UserError(f"checkpoint vocabulary {meta['vocab']!r} differs from the data's {run.tokenizer.chars!r}")
+    run.params = put(checkpoint.restore(tensors, "params", run.params), run.replicated)
+    run.opt_state = put(checkpoint.restore(tensors, "opt", run.opt_state), run.replicated)
+    run.step = run.saved_step = int(meta["step"])
+    if run.rng is not None and meta.get("python_rng"):
+        version, internal, gauss = meta["python_rng"]
+        run.rng.setstate((version, tuple(internal), gauss))
+
+
+def train(run, until=None, out=None, save_every=0, on_chunk=None):
+    """Train from run.step to `until` (default: the end of the schedule), `run.cfg.chunk` steps a dispatch.
+
+    After each dispatch `on_chunk(run, rows, tokens_per_second)` gets the new metrics rows
+    ({"step", "loss"} per step and {"step", "val_loss"} at evaluations). Returns "done" or
+    "interrupted" (Ctrl-C: the run stops after the current dispatch and saves to `out`).
+    A non-finite loss stops training with a UserError; the last checkpoint on disk is kept.
+    """
+    until = run.total_steps if until is None else min(until, run.total_steps)
+    if run._train_chunk is None:
+        run._train_chunk = make_train_chunk(run)
+    k, cfg = run.cfg.chunk, run.cfg
+    idx_sharding = NamedSharding(run.mesh, P(None, "data"))
+    host_n = np.asarray(to_host(run.data[1]))
+    interrupted = threading.Event()
+    old_handler = None
+    if threading.current_thread() is threading.main_thread():
+        old_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    try:
+        while run.step < until and not interrupted.is_set():
+            boundaries = [until, run.step + k]
+            for every in (cfg.eval_every if run.val_docs else 0, save_every if out else 0):
+                if every:
+                    boundaries.append((run.step // every + 1) * every)
+            count = min(boundaries) - run.step
+            idx = np.zeros((k, cfg.batch_size), np.int32)
+            idx[:count] = batch_indices(run, run.step, count)
+            valid = np.arange(k) < count
+            start = time.perf_counter()
+            run.params, run.opt_state, losses = run._train_chunk(
+                run.params, run.opt_state, *run.data, put(idx, idx_sharding), valid)
+            losses = np.asarray(to_host(losses))[:count]
+            seconds = time.perf_counter() - start
+            bad = np.flatnonzero(~np.isfinite(losses))
+            if bad.size:
+                kept = (f"the checkpoint in {out} (step {run.saved_step}) is kept" if out and run.saved_step
+                        else "nothing was saved")
+                raise UserError(f"loss is {losses[bad[0]]} at step {run.step + bad[0] + 1}: training stopped; {kept}")
+            rows = [{"step": run.step + i + 1, "loss": float(x)} for i, x in enumerate(losses)]
+            run.step += count
+            if run.val_docs and (run.step % cfg.eval_every == 0 or run.step == run.total_steps) and cfg.eval_every:
+                rows.append({"step": run.step, "val_loss": evaluate(run)})
+            if out and (run.step == until or (save_every and run.step % save_every == 0)):
+                save(run, out)
+            if on_chunk:
+                on_chunk(run, rows, int(host_n[idx[:count]].sum()) / max(seconds, 1e-9))
+        if interrupted.is_set():
+            if out and run.saved_step != run.step:
+                save(run, out)
+            return "interrupted"
+        return "done"
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)

@@ -1,0 +1,37 @@
+"""The loss curve as a PNG (matplotlib, an optional dependency: `pip install -e .[plot]`)."""
+
+from .cli import UserError
+
+
+def plot_losses(rows, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("--plot needs matplotlib: pip install -e '.[plot]'") from None
+    steps = [r["step"] for r in rows if "loss" in r]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, losses, lw=0.6, alpha=0.5, label="train (per step)")
+    window = max(1, len(losses) // 50)
+    if window > 1:
+        smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+                  for i in range(len(losses))]
+        ax.plot(steps, smooth, lw=1.5, label=f"train (mean of {window})")
+    val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+    if val:
+        ax.plot(*zip(*val), "o-", lw=1.5, label="held-out")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per character)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as e:
+        raise UserError(f"cannot write the plot to {path}: {e.strerror}") from None
+    finally:
+        plt.close(fig)
+    return path

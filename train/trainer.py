@@ -1,0 +1,247 @@
+"""The trainer: microgpt's algorithm as jitted, scanned optax steps, and the same loop batched,
+sharded over devices, evaluated, checkpointed and resumable.
+
+One jitted function runs `chunk` steps per dispatch with `lax.scan`; each step is loss, gradient and
+optax update in one jit region. The documents live on the device; each step gathers its batch from
+an index array the host computes, sharded along the batch axis over a 1-D device mesh.
+"""
+
+import dataclasses
+import math
+import random
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from models import gpt, gpt_scalar
+
+from .cli import UserError
+from .data import Tokenizer, encode_docs
+
+DTYPES = {"float64": jnp.float64, "float32": jnp.float32, "bfloat16": jnp.bfloat16}
+RESUME_MAY_CHANGE = {"steps", "epochs", "eval_every", "chunk"}  # they change how long, not what
+KEY_PURPOSES = ("shuffle", "init", "batches", "sample")  # rng "jax": one subkey of the seed's key each
+
+
+def subkey(key, purpose, *more):
+    """The key for one purpose (KEY_PURPOSES), further folded with e.g. an epoch number."""
+    key = jax.random.fold_in(key, KEY_PURPOSES.index(purpose))
+    for m in more:
+        key = jax.random.fold_in(key, m)
+    return key
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    n_layer: int = 1
+    n_embd: int = 16
+    n_head: int = 4
+    block_size: int = 16
+    seed: int = 42
+    steps: int = 1000  # optimizer steps; the learning rate decays linearly to zero over them
+    epochs: float | None = None  # instead of steps: passes over the training documents
+    batch_size: int = 1  # documents per step; microgpt takes one
+    lr: float = 0.01
+    beta1: float = 0.85
+    beta2: float = 0.99
+    eps: float = 1e-8
+    rng: str = "python"  # "python": microgpt's `random` module, exactly; "jax": JAX keys
+    dtype: str | None = None  # compute dtype; float64 with rng "python", float32 with rng "jax"
+    val_fraction: float = 0.0  # documents held out for evaluation, from the end of the shuffled list
+    eval_every: int = 100  # steps between evaluations, when there is a held-out split
+    chunk: int = 100  # steps per jitted dispatch
+
+    def __post_init__(self):
+        if self.rng not in ("python", "jax"):
+            raise UserError(f"rng must be 'python' or 'jax', got {self.rng!r}")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        for name in ("steps", "batch_size", "chunk"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.epochs is not None and not self.epochs > 0:
+            raise UserError(f"epochs must be positive, got {self.epochs}")
+        if not 0 <= self.val_fraction < 1:
+            raise UserError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not (self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps >= 0):
+            raise UserError("need lr > 0, 0 <= beta1, beta2 < 1 and eps >= 0")
+        if self.eval_every < 0:
+            raise UserError(f"eval_every must be >= 0, got {self.eval_every}")
+
+    @property
+    def compute_dtype(self):
+        return DTYPES[self.dtype or ("float64" if self.rng == "python" else "float32")]
+
+    @property
+    def param_dtype(self):
+        """Master parameters and optimizer state: float32 under bfloat16 compute."""
+        return jnp.float64 if self.compute_dtype == jnp.float64 else jnp.float32
+
+
+@dataclass
+class Run:
+    """Everything a training run holds: its data, model, optimizer state, and where it stands."""
+
+    cfg: TrainConfig
+    model: gpt.GPTConfig
+    tokenizer: Tokenizer
+    train_docs: tuple
+    val_docs: tuple
+    truncated: int
+    total_steps: int
+    optimizer: optax.GradientTransformation
+    params: dict
+    opt_state: tuple
+    step: int
+    saved_step: int
+    rng: random.Random | None  # rng "python": microgpt's generator, next used for sampling
+    key: jax.Array  # rng "jax": the run's root key
+    mesh: Mesh
+    data: tuple = ()  # (rows, n) of the training documents, on the devices
+    val_data: tuple = ()
+    _train_chunk: object = None
+    _eval: object = None
+    _perms: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def replicated(self):
+        return NamedSharding(self.mesh, P())
+
+    @property
+    def steps_per_epoch(self):
+        return len(self.train_docs) // self.cfg.batch_size
+
+
+def init_distributed():
+    """Join a multi-process run when JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID are set."""
+    import os
+
+    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if not address:
+        return False
+    try:
+        count, index = int(os.environ["JAX_NUM_PROCESSES"]), int(os.environ["JAX_PROCESS_ID"])
+    except (KeyError, ValueError):
+        raise UserError("JAX_COORDINATOR_ADDRESS is set: also set JAX_NUM_PROCESSES and JAX_PROCESS_ID") from None
+    if jax.config.jax_platforms in (None, "", "cpu"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=address, num_processes=count, process_id=index)
+    return True
+
+
+def make_mesh(num_devices=None):
+    devices = jax.devices()
+    if num_devices is not None:
+        if not 1 <= num_devices <= len(devices):
+            raise UserError(f"--devices {num_devices}: this run has {len(devices)} device(s)")
+        devices = devices[:num_devices]
+    return Mesh(np.array(devices), ("data",))
+
+
+def put(tree, sharding):
+    """Host arrays -> global arrays laid out by `sharding`; works with several processes too."""
+    return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda i: np.asarray(x)[i]),
+                        tree)
+
+
+def to_host(tree):
+    """Replicated global arrays -> numpy, reading this process's own copy."""
+    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)
+
+
+def prepare(cfg, docs, num_devices=None):
+    """Shuffle, tokenize, split and initialize as microgpt does (rng "python") or with JAX keys."""
+    rng, key, docs = None, jax.random.PRNGKey(cfg.seed), list(docs)
+    if cfg.rng == "python":
+        rng = random.Random(cfg.seed)
+        rng.shuffle(docs)
+    else:
+        docs = [docs[i] for i in np.asarray(jax.random.permutation(subkey(key, "shuffle"), len(docs)))]
+    tokenizer = Tokenizer.from_docs(docs)
+    try:
+        model = gpt.GPTConfig(tokenizer.vocab_size, cfg.n_embd, cfg.n_head, cfg.n_layer, cfg.block_size)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if rng is not None:  # microgpt draws every weight from the same generator, in state_dict order
+        params = {k: np.asarray(v, cfg.param_dtype) for k, v in gpt_scalar.init(rng, model).items()}
+    else:
+        params = jax.device_get(gpt.init(subkey(key, "init"), model, cfg.param_dtype))
+    n_val = math.ceil(len(docs) * cfg.val_fraction)
+    train_docs, val_docs = tuple(docs[: len(docs) - n_val]), tuple(docs[len(docs) - n_val :])
+    if len(train_docs) < cfg.batch_size:
+        raise UserError(f"batch size {cfg.batch_size} is larger than the {len(train_docs)} training documents")
+    mesh = make_mesh(num_devices)
+    if cfg.batch_size % mesh.size:
+        raise UserError(f"batch size {cfg.batch_size} does not divide over {mesh.size} devices; "
+                        f"use a multiple of {mesh.size} or --devices")
+    total = math.ceil(cfg.epochs * (len(train_docs) // cfg.batch_size)) if cfg.epochs else cfg.steps
+    schedule = optax.linear_schedule(cfg.lr, 0.0, total)
+    optimizer = optax.adam(schedule, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
+    rows, n, truncated = encode_docs(train_docs, tokenizer, cfg.block_size)
+    run = Run(cfg, model, tokenizer, train_docs, val_docs, truncated, total, optimizer, None, None, 0, 0, rng, key, mesh)
+    run.data = put((rows, n), run.replicated)
+    if val_docs:
+        run.val_data = put(encode_docs(val_docs, tokenizer, cfg.block_size)[:2], run.replicated)
+    run.params = put(params, run.replicated)
+    run.opt_state = jax.jit(optimizer.init, out_shardings=run.replicated)(run.params)
+    return run
+
+
+def batch_loss(params, rows, n, model, compute_dtype):
+    """microgpt's loss over a batch of encoded rows: inputs rows[:, :-1], targets rows[:, 1:]."""
+    params = jax.tree.map(lambda p: p.astype(compute_dtype), params)
+    mask = jnp.arange(rows.shape[-1] - 1) < n[..., None]
+    return gpt.loss(params, rows[..., :-1], rows[..., 1:], mask, model)
+
+
+def make_train_chunk(run):
+    """jit(params, opt_state, rows, n, idx (K, B), valid (K,)) -> (params, opt_state, losses (K,)).
+
+    Steps whose `valid` is False change nothing (they pad the last dispatch to K steps, so one
+    compiled function serves every chunk). Parameters and optimizer state are donated.
+    """
+    model, optimizer, dtype = run.model, run.optimizer, run.cfg.compute_dtype
+    loss_dtype = jnp.promote_types(run.cfg.param_dtype, jnp.float32)
+    batch_sharding = NamedSharding(run.mesh, P("data"))
+
+    def chunk(params, opt_state, rows, n, idx, valid):
+        def update(carry, idx):
+            params, opt_state = carry
+            batch = jax.lax.with_sharding_constraint((rows[idx], n[idx]), batch_sharding)
+            loss, grads = jax.value_and_grad(batch_loss)(params, *batch, model, dtype)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss.astype(loss_dtype)
+
+        def step(carry, xs):
+            idx, ok = xs
+            return jax.lax.cond(ok, update, lambda c, _: (c, jnp.array(jnp.nan, loss_dtype)), carry, idx)
+
+        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (idx, valid))
+        return params, opt_state, losses
+
+    replicated = run.replicated
+    return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=(replicated, replicated, replicated))
+
+
+def batch_indices(run, start, count):
+    """Document indices (count, B) for steps start .. start+count-1.
+
+    rng "python": microgpt's order, docs[(step * B + j) % N]. rng "jax": a fresh permutation of the
+    training documents every epoch, from the run's key.
+    """
+    n_docs, b = len(run.train_docs), run.cfg.batch_size
+    steps = np.arange(start, start + count)
+    if run.cfg.rng == "python":
+        return (steps[:, None] * b + np.arange(b)) % n_docs
+    spe = run.steps_per_epoch
+    out = np.empty((count, b), np.int64)
+    for i, s in enumerate(steps):
+        epoch, k = divmod(int(s), spe)
+        if epoch not in run._perms:
+            run._perms = {epoch: np.asarray(jax.random.permutation(subkey(run.key, "batches", epoch), n_docs))}
+        out[i] = run._perms[epoch][k * b : (k + 1) * b]
+    return out
