@@ -5,8 +5,8 @@ Pure Python; never imports jax. `grad(f)(x)` returns the gradient shaped like `x
 
 from .draw import draw_dot, render
 from .engine import Value, exp, log, relu, sigmoid, tanh
-from .nn import init_mlp, layer, mlp, neuron, squared_error
+from .nn import init_mlp, layer, mlp, neuron, sgd, squared_error
 from .transforms import grad, tree_flatten, value_and_grad
 
 __all__ = ["Value", "grad", "value_and_grad", "tree_flatten", "exp", "log", "tanh", "relu", "sigmoid",
-           "draw_dot", "render", "init_mlp", "neuron", "layer", "mlp", "squared_error"]
+           "draw_dot", "render", "init_mlp", "neuron", "layer", "mlp", "squared_error", "sgd"]

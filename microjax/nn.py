@@ -7,8 +7,9 @@ model in `models/mlp.py` uses the same structure with arrays in place of lists.
 import random
 
 from .engine import tanh
+from .transforms import tree_flatten
 
-__all__ = ["init_mlp", "neuron", "layer", "mlp", "squared_error"]
+__all__ = ["init_mlp", "neuron", "layer", "mlp", "squared_error", "sgd"]
 
 
 def init_mlp(nin, nouts, seed=0):
@@ -42,3 +43,9 @@ def mlp(params, x):
 def squared_error(params, xs, ys):
     """The lesson's loss: the sum over examples of (prediction - target)^2."""
     return sum((mlp(params, x) - y) ** 2 for x, y in zip(xs, ys))
+
+
+def sgd(params, grads, lr):
+    """The lesson's update, p <- p - lr * dL/dp, as a new tree: nothing is changed in place."""
+    leaves, unflatten = tree_flatten(params)
+    return unflatten([p - lr * g for p, g in zip(leaves, tree_flatten(grads)[0])])

@@ -4,6 +4,7 @@ Layout: tensors `params/<name>` and `opt/<path>` (the optax state, named by its 
 metadata `meta` holding step, configs, vocabulary and RNG state as JSON.
 """
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -30,7 +31,7 @@ def save_checkpoint(directory, params, opt_state, meta):
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: np.asarray(jax.device_get(v)) for k, v in
                {**_named_leaves("params", params), **_named_leaves("opt", opt_state)}.items()}
-    blob = save(tensors, metadata={"format": FORMAT, "meta": json.dumps(meta)})
+    blob = save(tensors, metadata={"format": FORMAT, "meta": json.dumps(meta), "sha256": _digest(tensors)})
     path = directory / FILENAME
     tmp = directory / f".{FILENAME}.tmp"
     with open(tmp, "wb") as f:
@@ -54,9 +55,21 @@ def read_checkpoint(directory):
         if header.get("format") != FORMAT:
             raise ValueError(f"format {header.get('format')!r}, expected {FORMAT!r}")
         meta = json.loads(header["meta"])
+        if header.get("sha256") != _digest(tensors):
+            raise ValueError("its arrays do not match their checksum")
     except (SafetensorError, ValueError, KeyError, json.JSONDecodeError) as e:
         raise UserError(f"damaged or foreign checkpoint {path}: {e}") from None
     return tensors, meta
+
+
+def _digest(tensors):
+    """sha256 over every array's name, dtype, shape and bytes: safetensors itself checks no data."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = np.ascontiguousarray(tensors[name])
+        h.update(f"{name}:{t.dtype.str}:{t.shape}".encode())
+        h.update(t.tobytes())
+    return h.hexdigest()
 
 
 def _header_metadata(blob):

@@ -71,6 +71,7 @@ def train(run, until=None, out=None, save_every=0, on_chunk=None):
     k, cfg = run.cfg.chunk, run.cfg
     idx_sharding = NamedSharding(run.mesh, P(None, "data"))
     host_n = np.asarray(to_host(run.data[1]))
+    pending = [{"step": 0, "val_loss": evaluate(run)}] if run.val_docs and run.step == 0 else []
     interrupted = threading.Event()
     old_handler = None
     if threading.current_thread() is threading.main_thread():
@@ -95,7 +96,7 @@ def train(run, until=None, out=None, save_every=0, on_chunk=None):
                 kept = (f"the checkpoint in {out} (step {run.saved_step}) is kept" if out and run.saved_step
                         else "nothing was saved")
                 raise UserError(f"loss is {losses[bad[0]]} at step {run.step + bad[0] + 1}: training stopped; {kept}")
-            rows = [{"step": run.step + i + 1, "loss": float(x)} for i, x in enumerate(losses)]
+            rows, pending = pending + [{"step": run.step + i + 1, "loss": float(x)} for i, x in enumerate(losses)], []
             run.step += count
             if run.val_docs and (run.step % cfg.eval_every == 0 or run.step == run.total_steps) and cfg.eval_every:
                 rows.append({"step": run.step, "val_loss": evaluate(run)})

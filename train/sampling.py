@@ -46,7 +46,8 @@ def make_sampler(config, num_samples, temperature):
             cache, token = carry
             logits, cache = gpt.decode_step(params, cache, token, pos, config)
             drawn = jax.random.categorical(jax.random.fold_in(key, pos), logits / temperature)
-            nxt = jnp.where(pos + 1 < prompt_len, prompt[jnp.minimum(pos + 1, config.block_size - 1)], drawn)
+            forced = prompt[jnp.minimum(pos + 1, config.block_size - 1)]
+            nxt = jnp.where(pos + 1 < prompt_len, forced, drawn).astype(prompt.dtype)
             return (cache, nxt), nxt
 
         _, tokens = jax.lax.scan(step, (cache, prompt[0]), jnp.arange(config.block_size))
