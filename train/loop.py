@@ -8,11 +8,11 @@ import time
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from . import checkpoint
 from .cli import UserError
-from .trainer import RESUME_MAY_CHANGE, TrainConfig, batch_loss, batch_indices, make_train_chunk, put, to_host
+from .trainer import (RESUME_MAY_CHANGE, TrainConfig, batch_indices, batch_loss, batch_sharding, make_train_chunk,
+                      put, to_host)
 
 
 def evaluate(run):
@@ -69,7 +69,6 @@ def train(run, until=None, out=None, save_every=0, on_chunk=None):
     if run._train_chunk is None:
         run._train_chunk = make_train_chunk(run)
     k, cfg = run.cfg.chunk, run.cfg
-    idx_sharding = NamedSharding(run.mesh, P(None, "data"))
     host_n = np.asarray(to_host(run.data[1]))
     pending = [{"step": 0, "val_loss": evaluate(run)}] if run.val_docs and run.step == 0 else []
     interrupted = threading.Event()
@@ -88,7 +87,7 @@ def train(run, until=None, out=None, save_every=0, on_chunk=None):
             valid = np.arange(k) < count
             start = time.perf_counter()
             run.params, run.opt_state, losses = run._train_chunk(
-                run.params, run.opt_state, *run.data, put(idx, idx_sharding), valid)
+                run.params, run.opt_state, *run.data, put(idx, batch_sharding(run, 2)), valid)
             losses = np.asarray(to_host(losses))[:count]
             seconds = time.perf_counter() - start
             bad = np.flatnonzero(~np.isfinite(losses))

@@ -191,6 +191,11 @@ def prepare(cfg, docs, num_devices=None):
     return run
 
 
+def batch_sharding(run, ndim=1):
+    """Batch axis split over the mesh: the axis 0 of a (B, ...) batch, axis 1 of (K, B) step indices."""
+    return NamedSharding(run.mesh, P(*([None] * (ndim - 1)), "data"))
+
+
 def batch_loss(params, rows, n, model, compute_dtype):
     """microgpt's loss over a batch of encoded rows: inputs rows[:, :-1], targets rows[:, 1:]."""
     params = jax.tree.map(lambda p: p.astype(compute_dtype), params)
@@ -206,12 +211,12 @@ def make_train_chunk(run):
     """
     model, optimizer, dtype = run.model, run.optimizer, run.cfg.compute_dtype
     loss_dtype = jnp.promote_types(run.cfg.param_dtype, jnp.float32)
-    batch_sharding = NamedSharding(run.mesh, P("data"))
+    row_sharding = batch_sharding(run)
 
     def chunk(params, opt_state, rows, n, idx, valid):
         def update(carry, idx):
             params, opt_state = carry
-            batch = jax.lax.with_sharding_constraint((rows[idx], n[idx]), batch_sharding)
+            batch = jax.lax.with_sharding_constraint((rows[idx], n[idx]), row_sharding)
             loss, grads = jax.value_and_grad(batch_loss)(params, *batch, model, dtype)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss.astype(loss_dtype)

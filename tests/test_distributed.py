@@ -1,0 +1,104 @@
+"""Data-parallel training on JAX's sharding: 8 forced CPU devices and two processes on loopback.
+
+Each case runs `python -m train.gpt` in a subprocess, since the device count is fixed when jax starts.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from train import checkpoint
+
+from .conftest import ROOT
+
+BATCHED = ["--rng", "jax", "--batch-size", "64", "--chunk", "25", "--num-samples", "0"]
+
+
+def train(*args, devices=8, env=None):
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "train.gpt", *map(str, args)], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc):
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return out
+
+
+def losses(path):
+    return np.array([r["loss"] for r in map(json.loads, open(path)) if "loss" in r])
+
+
+def test_eight_devices_match_one_and_split_the_batch(names, tmp_path):
+    out8 = finish(train("--data", names, *BATCHED, "--steps", 50, "--metrics-file", tmp_path / "8.jsonl"))
+    out1 = finish(train("--data", names, *BATCHED, "--steps", 50, "--metrics-file", tmp_path / "1.jsonl",
+                        "--devices", 1))
+    assert "devices: 8 (cpu)" in out8 and "devices: 1 (cpu)" in out1
+    l8, l1 = losses(tmp_path / "8.jsonl"), losses(tmp_path / "1.jsonl")
+    assert len(l8) == 50
+    np.testing.assert_allclose(l8, l1, rtol=1e-5)
+    # the compiled step itself: on 8 devices each one gathers and runs 64 / 8 = 8 rows
+    code = ("import jax, numpy as np\n"
+            "from train import trainer\nfrom train.data import load_docs\n"
+            f"run = trainer.prepare(trainer.TrainConfig(rng='jax', batch_size=64), load_docs({str(names)!r})[:512])\n"
+            "step = trainer.make_train_chunk(run)\n"
+            "idx = trainer.put(np.zeros((4, 64), np.int32), trainer.batch_sharding(run, 2))\n"
+            "print([s.data.shape for s in idx.addressable_shards])\n"
+            "print(step.lower(run.params, run.opt_state, *run.data, idx, np.ones(4, bool)).compile().as_text())\n")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    hlo = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert hlo.stdout.splitlines()[0] == str([(4, 8)] * 8)
+    assert "f32[8,16,27]" in hlo.stdout and "f32[64,16,27]" not in hlo.stdout  # per-device logits
+
+
+def test_checkpoints_move_between_eight_devices_and_one(names, tmp_path):
+    common = ["--data", names, *BATCHED, "--steps", 40, "--val-fraction", 0.02]
+    finish(train(*common, "--out", tmp_path / "whole", devices=1))
+    for first, second in ((8, 1), (1, 8)):
+        out = tmp_path / f"{first}-{second}"
+        finish(train(*common, "--out", out, "--until-step", 20, devices=first))
+        finish(train(*common, "--out", out, "--resume", devices=second))
+        (a, meta), (b, _) = checkpoint.read_checkpoint(out), checkpoint.read_checkpoint(tmp_path / "whole")
+        assert meta["step"] == 40
+        for name in a:
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_on_loopback_agree_with_one(names, tmp_path):
+    common = ["--data", names, "--rng", "jax", "--batch-size", 8, "--steps", 20, "--chunk", 10, "--num-samples", 0]
+    address = f"127.0.0.1:{free_port()}"
+    procs = [train(*common, "--metrics-file", tmp_path / f"p{i}.jsonl", devices=1,
+                   env={"JAX_COORDINATOR_ADDRESS": address, "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)})
+             for i in range(2)]
+    outs = [finish(p) for p in procs]
+    assert "devices: 2 (cpu)" in outs[0] and "step" not in outs[1]  # process 1 trains quietly
+    assert not (tmp_path / "p1.jsonl").exists()
+    finish(train(*common, "--metrics-file", tmp_path / "single.jsonl", devices=1))
+    np.testing.assert_allclose(losses(tmp_path / "p0.jsonl"), losses(tmp_path / "single.jsonl"), rtol=1e-5)
+
+
+def test_bfloat16_trains_within_two_percent_of_float32(names, tmp_path):
+    common = ["--data", names, *BATCHED, "--batch-size", 32, "--steps", 150, "--val-fraction", 0.05,
+              "--eval-every", 150, "--lr", 0.02]
+    procs = {d: train(*common, "--dtype", d, "--metrics-file", tmp_path / f"{d}.jsonl", "--out", tmp_path / d,
+                      devices=2) for d in ("bfloat16", "float32")}
+    for p in procs.values():
+        finish(p)
+    val = {d: [r["val_loss"] for r in map(json.loads, open(tmp_path / f"{d}.jsonl")) if "val_loss" in r]
+           for d in procs}
+    assert val["bfloat16"][-1] < val["bfloat16"][0] - 0.5  # it learns
+    assert abs(val["bfloat16"][-1] - val["float32"][-1]) < 0.02 * val["float32"][-1]
+    tensors, _ = checkpoint.read_checkpoint(tmp_path / "bfloat16")
+    assert all(t.dtype == np.float32 for name, t in tensors.items() if not name.endswith("count"))
