@@ -8,7 +8,7 @@ gradients cannot pile up across calls and there is nothing to zero.
 
 import math
 
-__all__ = ["Value", "backward", "exp", "log", "tanh", "relu", "sigmoid"]
+__all__ = ["Value", "backward", "exp", "log", "tanh", "relu", "sigmoid", "dot", "sum"]
 
 
 class Value:
@@ -153,6 +153,37 @@ def _unary(method):
 
 
 exp, log, tanh, relu, sigmoid = (_unary(m) for m in ("exp", "log", "tanh", "relu", "sigmoid"))
+
+
+# -- n-ary ops: one node for a whole sum, so a neuron is one node rather than 2n ---------------------
+def dot(xs, ys):
+    """sum_i xs[i] * ys[i] as one node (a float when no operand is a Value); numbers are constants."""
+    if len(xs) != len(ys):
+        raise ValueError(f"dot: lengths differ ({len(xs)} and {len(ys)})")
+    total, parents, local = 0.0, [], []
+    for x, y in zip(xs, ys):
+        xv, yv = type(x) is Value, type(y) is Value
+        xd, yd = (x.data if xv else x), (y.data if yv else y)
+        total += xd * yd
+        if xv:
+            parents.append(x)
+            local.append(yd)
+        if yv:
+            parents.append(y)
+            local.append(xd)
+    return _node(total, tuple(parents), tuple(local), "dot") if parents else total
+
+
+def sum(xs, start=0.0):  # noqa: A001 - microjax.sum, as jnp.sum
+    """start + xs[0] + xs[1] + ... as one node (a float when none is a Value), added left to right."""
+    total, parents = start.data if type(start) is Value else start, [start] if type(start) is Value else []
+    for x in xs:
+        if type(x) is Value:
+            total += x.data
+            parents.append(x)
+        else:
+            total += x
+    return _node(total, tuple(parents), (1.0,) * len(parents), "sum") if parents else total
 
 
 def topological_order(root):

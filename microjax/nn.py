@@ -6,7 +6,7 @@ model in `models/mlp.py` uses the same structure with arrays in place of lists.
 
 import random
 
-from .engine import tanh
+from .engine import dot, tanh
 from .transforms import tree_flatten
 
 __all__ = ["init_mlp", "neuron", "layer", "mlp", "squared_error", "sgd"]
@@ -23,10 +23,7 @@ def init_mlp(nin, nouts, seed=0):
 
 def neuron(w, b, x):
     """tanh(w . x + b)"""
-    act = b
-    for wi, xi in zip(w, x):
-        act = act + wi * xi
-    return tanh(act)
+    return tanh(dot(w, x) + b)
 
 
 def layer(params, x):

@@ -6,6 +6,7 @@ computation one number at a time, as microgpt.py writes it. Works on floats and 
 
 import random
 
+import microjax as mj
 from microjax import exp, log, relu
 
 from .gpt import INIT_STD, RMS_EPS, param_shapes
@@ -22,18 +23,18 @@ def _data(v):
 
 
 def linear(x, w):
-    return [sum(wi * xi for wi, xi in zip(row, x)) for row in w]
+    return [mj.dot(row, x) for row in w]
 
 
 def softmax(logits):
     top = max(_data(v) for v in logits)  # a constant shift, so it is not differentiated through
     exps = [exp(v - top) for v in logits]
-    total = sum(exps)
+    total = mj.sum(exps)
     return [e / total for e in exps]
 
 
 def rmsnorm(x):
-    ms = sum(xi * xi for xi in x) / len(x)
+    ms = mj.dot(x, x) / len(x)
     scale = (ms + RMS_EPS) ** -0.5
     return [xi * scale for xi in x]
 
@@ -53,8 +54,8 @@ def gpt(params, token, pos, keys, values, config):
         for h in range(config.n_head):
             s = slice(h * hd, (h + 1) * hd)
             q_h, k_h, v_h = q[s], [k[s] for k in keys[li]], [v[s] for v in values[li]]
-            weights = softmax([sum(qj * kj for qj, kj in zip(q_h, k_t)) / hd**0.5 for k_t in k_h])
-            x_attn.extend(sum(w_t * v_t[j] for w_t, v_t in zip(weights, v_h)) for j in range(hd))
+            weights = softmax([mj.dot(q_h, k_t) / hd**0.5 for k_t in k_h])
+            x_attn.extend(mj.dot(weights, [v_t[j] for v_t in v_h]) for j in range(hd))
         x = [a + b for a, b in zip(linear(x_attn, params[p + "attn_wo"]), x_residual)]
         x_residual = x
         x = [relu(h) for h in linear(rmsnorm(x), params[p + "mlp_fc1"])]
@@ -72,4 +73,4 @@ def loss(params, tokens, targets, config):
     """The mean over positions of -log softmax(logits)[target], for one document."""
     logits = apply(params, tokens, config)
     losses = [-log(softmax(row)[t]) for row, t in zip(logits, targets)]
-    return (1 / len(losses)) * sum(losses)
+    return (1 / len(losses)) * mj.sum(losses)

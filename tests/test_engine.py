@@ -79,7 +79,7 @@ def test_no_gradients_to_zero_unlike_micrograd():
 
 # random expression graphs with shared sub-expressions --------------------------------------------
 UNARY = ("exp", "log", "tanh", "relu", "sigmoid", "neg", "pow2", "pow3", "sqrt", "inv")
-BINARY = ("add", "sub", "mul", "div", "rsub", "radd", "rmul", "rdiv", "pow")
+BINARY = ("add", "sub", "mul", "div", "rsub", "radd", "rmul", "rdiv", "pow", "dot", "sum")
 
 
 def run_program(program, leaves, lib):
@@ -96,6 +96,7 @@ def run_program(program, leaves, lib):
             "add": lambda: x + y, "sub": lambda: x - y, "mul": lambda: x * y, "div": lambda: x / pos(y),
             "rsub": lambda: 1.5 - x, "radd": lambda: 2.0 + x, "rmul": lambda: 0.5 * x, "rdiv": lambda: 1.0 / pos(x),
             "pow": lambda: pos(x) ** lib.tanh(y),
+            "dot": lambda: lib.dot([x, y, 0.5, x], [y, 2.0, x, x]), "sum": lambda: lib.sum([x, 1.5, y], y),
         }[op]())
     return sum(nodes[len(leaves):], nodes[0]) if len(nodes) > len(leaves) else nodes[0] * 1.0
 
@@ -103,6 +104,8 @@ def run_program(program, leaves, lib):
 class _Jax:
     exp, log, tanh, sigmoid = jnp.exp, jnp.log, jnp.tanh, jax.nn.sigmoid
     relu = staticmethod(jax.nn.relu)
+    dot = staticmethod(lambda xs, ys: sum(x * y for x, y in zip(xs, ys)))
+    sum = staticmethod(lambda xs, start: sum(xs, start))
 
 
 # XLA on the CPU flushes subnormal numbers to zero, which Python floats do not: leave them out.
@@ -225,6 +228,17 @@ def test_domain_errors_name_the_op_and_the_value(fn, exc, words):
         grad(fn)(0.0)
     for w in words:
         assert w in str(info.value)
+
+
+def test_dot_and_sum_are_single_nodes():
+    w, x = [Value(1.0), Value(-2.0)], [3.0, Value(0.5)]
+    node = mj.dot(w, x)
+    assert node.data == 2.0 and len(node.parents) == 3 and node.op == "dot"
+    assert grad(lambda w: mj.dot(w, [3.0, 4.0]))([1.0, 2.0]) == [3.0, 4.0]
+    assert grad(lambda xs: mj.sum(xs, xs[0]))([1.0, 2.0]) == [2.0, 1.0]
+    assert mj.dot([1.0, 2.0], [3.0, 4.0]) == 11.0 and mj.sum([1, 2]) == 3.0  # plain numbers: plain floats
+    with pytest.raises(ValueError, match="lengths differ"):
+        mj.dot([1.0], [1.0, 2.0])
 
 
 def test_functions_accept_numbers_and_values():

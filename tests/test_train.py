@@ -2,7 +2,6 @@
 
 import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -13,12 +12,12 @@ import jax
 import numpy as np
 import pytest
 
-import microjax as mj
-from models import gpt, gpt_scalar
+from models import gpt
 from train import checkpoint, gpt as gpt_cli, loop, sample as sample_cli, trainer
 from train.cli import UserError
 from train.data import Tokenizer, encode_docs, load_docs, resolve_data_path
 from train.sampling import probe, sample_jax
+from train.scalar import train_microgpt
 
 from .conftest import ROOT
 
@@ -52,34 +51,11 @@ def test_default_run_reproduces_microgpt(names, tmp_path, capsys):
     assert before < 10 < 20 < after  # near uniform (1/27 = 3.7%) before, concentrated after
 
 
-def microgpt_reference(docs, seed, model_flags, steps, lr=0.01, b1=0.85, b2=0.99, eps=1e-8):
-    """microgpt.py's loop on the scalar twin: microjax gradients and Adam written out by hand."""
-    rng = random.Random(seed)
-    docs = list(docs)
-    rng.shuffle(docs)
-    tok = Tokenizer.from_docs(docs)
-    config = gpt.GPTConfig(tok.vocab_size, **model_flags)
-    leaves, unflatten = mj.tree_flatten(gpt_scalar.init(rng, config))
-    m, v, losses = [0.0] * len(leaves), [0.0] * len(leaves), []
-    for step in range(steps):
-        tokens = [tok.bos] + tok.encode(docs[step % len(docs)]) + [tok.bos]
-        n = min(config.block_size, len(tokens) - 1)
-        loss, g = mj.value_and_grad(gpt_scalar.loss)(unflatten(leaves), tokens[:n], tokens[1 : n + 1], config)
-        g = mj.tree_flatten(g)[0]
-        lr_t = lr * (1 - step / steps)
-        for i, gi in enumerate(g):
-            m[i] = b1 * m[i] + (1 - b1) * gi
-            v[i] = b2 * v[i] + (1 - b2) * gi**2
-            m_hat, v_hat = m[i] / (1 - b1 ** (step + 1)), v[i] / (1 - b2 ** (step + 1))
-            leaves[i] -= lr_t * m_hat / (v_hat**0.5 + eps)
-        losses.append(loss)
-    return losses, unflatten(leaves)
-
-
 def test_short_run_equals_the_scalar_twin_trained_the_same_way(names):
     docs = load_docs(names)
     flags = {"n_embd": 8, "n_head": 2, "n_layer": 2, "block_size": 8}
-    ref_losses, ref_params = microgpt_reference(docs, 7, flags, steps=4)
+    *_, (_, _, ref_params) = reference = list(train_microgpt(docs, 4, seed=7, **flags))
+    ref_losses = [loss for _, loss, _ in reference]
     run = trainer.prepare(trainer.TrainConfig(seed=7, steps=4, chunk=3, **flags), docs)
     losses = []
     loop.train(run, on_chunk=lambda run, rows, tps: losses.extend(r["loss"] for r in rows))

@@ -4,6 +4,7 @@ import hashlib
 import os
 import urllib.request
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -84,12 +85,16 @@ class Tokenizer:
     def vocab_size(self):
         return len(self.chars) + 1
 
+    @cached_property
+    def _index(self):
+        return {c: i for i, c in enumerate(self.chars)}
+
     def encode(self, text):
-        index = {c: i for i, c in enumerate(self.chars)}
-        unknown = sorted({c for c in text if c not in index})
-        if unknown:
-            raise UserError(f"character(s) {''.join(unknown)!r} in {text!r} are not in the vocabulary {self.chars!r}")
-        return [index[c] for c in text]
+        try:
+            return [self._index[c] for c in text]
+        except KeyError:
+            unknown = "".join(sorted({c for c in text if c not in self._index}))
+            raise UserError(f"character(s) {unknown!r} in {text!r} are not in the vocabulary {self.chars!r}") from None
 
     def decode(self, tokens):
         return "".join(self.chars[t] for t in tokens if t != self.bos)
@@ -101,11 +106,13 @@ def encode_docs(docs, tokenizer, block_size):
 
     Returns (rows int32 (N, block_size + 1), n int32 (N,), how many documents were truncated).
     """
+    lengths = np.array([len(doc) for doc in docs])
+    chars = np.array(tokenizer.encode("".join(docs)), np.int32)
+    starts = np.cumsum(lengths) - lengths
     rows = np.full((len(docs), block_size + 1), tokenizer.bos, np.int32)
-    n = np.empty(len(docs), np.int32)
-    for i, doc in enumerate(docs):
-        tokens = ([tokenizer.bos] + tokenizer.encode(doc) + [tokenizer.bos])[: block_size + 1]
-        rows[i, : len(tokens)] = tokens
-        n[i] = len(tokens) - 1
-    truncated = int(sum(len(doc) > block_size - 1 for doc in docs))
+    for j in range(1, block_size + 1):  # column j holds each document's character j - 1
+        has = lengths >= j
+        rows[has, j] = chars[starts[has] + j - 1]
+    n = np.minimum(lengths + 1, block_size).astype(np.int32)
+    truncated = int(np.sum(lengths > block_size - 1))
     return rows, n, truncated

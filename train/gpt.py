@@ -10,7 +10,7 @@ import dataclasses
 import json
 import sys
 
-from .cli import UserError, run as run_cli
+from .cli import UserError, enable_compilation_cache, run as run_cli
 
 FLAGS = {  # TrainConfig field -> (type, help); every one defaults to the microgpt preset
     "seed": (int, "random seed (42)"),
@@ -57,6 +57,8 @@ def main(argv=None):
         raise UserError("need --temperature > 0 and --num-samples >= 0")
 
     import jax  # after argument parsing, so that --help and bad flags answer at once
+
+    enable_compilation_cache()
 
     from . import checkpoint, loop, sampling, trainer
     from .data import load_docs, resolve_data_path

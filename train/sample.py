@@ -5,7 +5,7 @@ Jitted KV-cache decoding: `lax.scan` over positions, `vmap` over samples, JAX ke
 
 import argparse
 
-from .cli import UserError, run as run_cli
+from .cli import UserError, enable_compilation_cache, run as run_cli
 
 
 def load_model(directory):
@@ -47,6 +47,8 @@ def main(argv=None):
     import jax
 
     from .sampling import sample_jax
+
+    enable_compilation_cache()
 
     params, config, tokenizer = load_model(args.checkpoint)
     names = sample_jax(params, config, tokenizer, jax.random.PRNGKey(args.seed), args.num_samples,

@@ -9,22 +9,21 @@ from models import gpt
 from .cli import UserError
 
 
-def _decode_fn(config):
-    return jax.jit(lambda params, cache, token, pos: gpt.decode_step(params, cache, token, pos, config))
-
-
 def sample_python(params, config, tokenizer, rng, num_samples, temperature):
     """microgpt's sampler: from BOS, softmax(logits / temperature), one `rng.choices` draw per token,
     until BOS or block_size tokens. Uses and advances the Python `random.Random` it is given."""
-    decode = _decode_fn(config)
+    @jax.jit
+    def next_probs(params, cache, token, pos, temperature):
+        logits, cache = gpt.decode_step(params, cache, token, pos, config)
+        return jax.nn.softmax(logits / temperature), cache
+
     dtype = params["wte"].dtype
     names = []
     for _ in range(num_samples):
         cache, token, out = gpt.init_cache(config, dtype), tokenizer.bos, []
         for pos in range(config.block_size):
-            logits, cache = decode(params, cache, token, pos)
-            probs = np.asarray(jax.nn.softmax(logits / temperature)).tolist()
-            token = rng.choices(range(config.vocab_size), weights=probs)[0]
+            probs, cache = next_probs(params, cache, token, pos, temperature)
+            token = rng.choices(range(config.vocab_size), weights=np.asarray(probs).tolist())[0]
             if token == tokenizer.bos:
                 break
             out.append(token)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from models import gpt, gpt_scalar
@@ -187,7 +188,7 @@ def prepare(cfg, docs, num_devices=None):
     if val_docs:
         run.val_data = put(encode_docs(val_docs, tokenizer, cfg.block_size)[:2], run.replicated)
     run.params = put(params, run.replicated)
-    run.opt_state = jax.jit(optimizer.init, out_shardings=run.replicated)(run.params)
+    run.opt_state = jax.jit(lambda p: optimizer.init(ravel_pytree(p)[0]), out_shardings=run.replicated)(run.params)
     return run
 
 
@@ -207,26 +208,29 @@ def make_train_chunk(run):
     """jit(params, opt_state, rows, n, idx (K, B), valid (K,)) -> (params, opt_state, losses (K,)).
 
     Steps whose `valid` is False change nothing (they pad the last dispatch to K steps, so one
-    compiled function serves every chunk). Parameters and optimizer state are donated.
+    compiled function serves every chunk). Parameters and optimizer state are donated. Inside, the
+    parameters travel as one flat vector, so Adam is a few large element-wise ops, not one set per matrix.
     """
     model, optimizer, dtype = run.model, run.optimizer, run.cfg.compute_dtype
     loss_dtype = jnp.promote_types(run.cfg.param_dtype, jnp.float32)
     row_sharding = batch_sharding(run)
 
     def chunk(params, opt_state, rows, n, idx, valid):
+        flat, unravel = ravel_pytree(params)
+
         def update(carry, idx):
-            params, opt_state = carry
+            flat, opt_state = carry
             batch = jax.lax.with_sharding_constraint((rows[idx], n[idx]), row_sharding)
-            loss, grads = jax.value_and_grad(batch_loss)(params, *batch, model, dtype)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss.astype(loss_dtype)
+            loss, grads = jax.value_and_grad(lambda f: batch_loss(unravel(f), *batch, model, dtype))(flat)
+            updates, opt_state = optimizer.update(grads, opt_state, flat)
+            return (optax.apply_updates(flat, updates), opt_state), loss.astype(loss_dtype)
 
         def step(carry, xs):
             idx, ok = xs
             return jax.lax.cond(ok, update, lambda c, _: (c, jnp.array(jnp.nan, loss_dtype)), carry, idx)
 
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (idx, valid))
-        return params, opt_state, losses
+        (flat, opt_state), losses = jax.lax.scan(step, (flat, opt_state), (idx, valid))
+        return unravel(flat), opt_state, losses
 
     replicated = run.replicated
     return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=(replicated, replicated, replicated))

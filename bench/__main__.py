@@ -1,0 +1,97 @@
+"""python -m bench: how fast microjax trains and samples, against the baselines users would pick.
+
+Every figure is the median of several timed repetitions after a warm-up, next to a baseline measured
+in the same run, and their ratio (baseline time / our time: above 1 means we are faster).
+`--json PATH` writes the same rows with the machine and library versions.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+from . import cases
+
+TARGETS = {  # the goals set from this project's 2-core CPU machines (see the README)
+    "preset_us_per_step": 40, "whole_job_cold_s": 3.0, "whole_job_warm_s": 1.5, "compile_s": 1.0,
+    "batched_default_us_per_doc": 5, "batched_64x4_us_per_doc": 60, "micrograd_time_ratio": 0.11,
+}
+
+
+def machine():
+    import jax
+
+    info = {"python": platform.python_version(), "platform": platform.platform(), "processor": platform.processor(),
+            "cpus": os.cpu_count(), "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}
+    for name in ("jaxlib", "optax", "numpy", "torch", "micrograd"):
+        try:
+            info[name] = __import__(name).__version__
+        except (ImportError, AttributeError):
+            info[name] = None
+    try:
+        info["cpu_model"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if "model name" in l)
+    except (OSError, StopIteration):
+        pass
+    return info
+
+
+def print_table(rows):
+    head = ("case", "microjax", "baseline", "baseline value", "speed-up", "target")
+    table = [head] + [(r["case"], fmt(r["value"], r["unit"]), r.get("baseline") or "-",
+                       fmt(r.get("baseline_value"), r["unit"]), f"{r['speedup']:.1f}x" if r.get("speedup") else "-",
+                       target_text(r)) for r in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
+    for i, row in enumerate(table):
+        print(" | ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+        if i == 0:
+            print("-|-".join("-" * w for w in widths))
+
+
+def fmt(value, unit):
+    if value is None:
+        return "-"
+    return f"{value:,.3g} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+
+
+def target_text(row):
+    target = TARGETS.get(row.get("key"))
+    if target is None:
+        return ""
+    value = row["ratio_value"] if row.get("key") == "micrograd_time_ratio" else row["value"]
+    return f"<= {target} ({'met' if value <= target else 'not met'})"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--cases", default=",".join(cases.ALL), help=f"comma-separated subset of {','.join(cases.ALL)}")
+    p.add_argument("--large", action="store_true", help="add larger batched models and bfloat16 (for accelerators)")
+    p.add_argument("--reps", type=int, default=5, help="timed repetitions per figure (5)")
+    args = p.parse_args(argv)
+    unknown = set(args.cases.split(",")) - set(cases.ALL)
+    if unknown:
+        sys.exit(f"error: unknown case(s) {', '.join(sorted(unknown))}; choose from {', '.join(cases.ALL)}")
+    start, rows = time.perf_counter(), []
+    for name in args.cases.split(","):
+        print(f"# {name}", file=sys.stderr, flush=True)
+        rows.extend(cases.ALL[name](args))
+    info = machine()
+    print(f"\nmachine: {info.get('cpu_model', info['processor'])}, {info['cpus']} cpus, devices {info['devices']}, "
+          f"jax {info['jax']}, torch {info['torch']}; median of {args.reps}; benchmark took "
+          f"{time.perf_counter() - start:.0f} s\n")
+    print_table(rows)
+    by_key = {r["key"]: r["value"] for r in rows}
+    jitted = by_key.get("preset_us_per_step")
+    for key, name in (("scalar_us_per_step", "the scalar twin on microjax"), ("torch_us_per_step", "eager PyTorch")):
+        if jitted and by_key.get(key) is not None and by_key[key] == by_key[key]:  # present and not NaN
+            print(f"\nthe jitted microgpt step is {by_key[key] / jitted:,.0f}x faster than {name}", end="")
+    print()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "reps": args.reps, "targets": TARGETS, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

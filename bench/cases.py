@@ -1,0 +1,259 @@
+"""The benchmark's cases; each returns table rows measured against a baseline in the same run."""
+
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+from train.data import load_docs, resolve_data_path
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def median_seconds(fn, reps, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def row(case, key, value, unit, baseline=None, baseline_value=None, faster_is="lower", **extra):
+    speedup = None
+    if baseline_value:
+        speedup = baseline_value / value if faster_is == "lower" else value / baseline_value
+    return {"case": case, "key": key, "value": value, "unit": unit, "baseline": baseline,
+            "baseline_value": baseline_value, "speedup": speedup, **extra}
+
+
+def docs():
+    return load_docs(resolve_data_path())
+
+
+def have(module):
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+# 1. the microgpt preset -------------------------------------------------------------------------
+def preset(args):
+    jax.config.update("jax_enable_x64", True)
+    import optax
+
+    from train import loop, trainer
+
+    run = trainer.prepare(trainer.TrainConfig(), docs())
+    start_params, start_opt = trainer.to_host(run.params), trainer.to_host(run.opt_state)
+
+    def reset():
+        run.params, run.opt_state = trainer.put(start_params, run.replicated), trainer.put(start_opt, run.replicated)
+        run.step = 0
+
+    chunk = trainer.make_train_chunk(run)
+    idx = trainer.put(np.zeros((run.cfg.chunk, 1), np.int32), trainer.batch_sharding(run, 2))
+    start = time.perf_counter()
+    chunk.lower(run.params, run.opt_state, *run.data, idx, np.ones(run.cfg.chunk, bool)).compile()
+    compile_s = time.perf_counter() - start
+    reset()
+    loop.train(run)  # warm-up, compiles
+    per_step = median_seconds(lambda: (reset(), loop.train(run)), args.reps, warmup=0) / run.total_steps
+
+    # baseline: the straightforward version, one jitted step per Python call
+    model, optimizer = run.model, run.optimizer
+
+    @jax.jit
+    def step(params, opt_state, rows, n):
+        loss, grads = jax.value_and_grad(trainer.batch_loss)(params, rows, n, model, jax.numpy.float64)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    rows, n = (np.asarray(a) for a in trainer.to_host(run.data))
+    indices = trainer.batch_indices(run, 0, 200)
+
+    def python_loop():
+        params, opt_state = start_params, optimizer.init(start_params)
+        for i in indices:
+            params, opt_state, loss = step(params, opt_state, rows[i], n[i])
+        loss.block_until_ready()
+
+    plain = median_seconds(python_loop, args.reps) / len(indices)
+    return [row("microgpt preset, float64: train step", "preset_us_per_step", per_step * 1e6, "µs/step",
+                "jit per step, Python loop", plain * 1e6),
+            row("microgpt preset: train-step compile", "compile_s", compile_s, "s")] + whole_job(args)
+
+
+def whole_job(args):
+    """`python -m train.gpt` as a user runs it: cold (empty compilation cache) and warm."""
+    def timed(cmd, env):
+        start = time.perf_counter()
+        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(out.stderr)
+        return time.perf_counter() - start, out.stdout
+
+    job = [sys.executable, "-m", "train.gpt"]
+    reps = max(3, args.reps // 2)
+    cold, warm = [], []
+    for _ in range(reps):
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache}
+            cold.append(timed(job, env)[0])
+            warm.append(timed(job, env)[0])
+    torch_s = None
+    if have("torch"):
+        torch_s = statistics.median(timed([sys.executable, "-m", "bench.torch_microgpt"], os.environ)[0]
+                                    for _ in range(2))
+    baseline = "PyTorch eager, whole job" if torch_s else None
+    return [row("whole microgpt job, cold", "whole_job_cold_s", statistics.median(cold), "s", baseline, torch_s),
+            row("whole microgpt job, compilation cache warm", "whole_job_warm_s", statistics.median(warm), "s",
+                baseline, torch_s)]
+
+
+# 2. the scalar twin -------------------------------------------------------------------------------
+def scalar(args):
+    from train.scalar import train_microgpt
+
+    steps = 3
+    start = time.perf_counter()
+    for _ in train_microgpt(docs(), steps, n_embd=16, n_head=4, n_layer=1, block_size=16):
+        pass
+    per_step = (time.perf_counter() - start) / steps
+    return [row("microgpt preset on the scalar engine (microjax)", "scalar_us_per_step", per_step * 1e6, "µs/step")]
+
+
+# 3. PyTorch eager ---------------------------------------------------------------------------------
+def torch_eager(args):
+    if not have("torch"):
+        print("skipped: torch is not installed (pip install -e '.[bench]')", file=sys.stderr)
+        return [row("PyTorch eager (skipped: torch not installed)", "torch_us_per_step", float("nan"), "µs/step")]
+    out = subprocess.run([sys.executable, "-m", "bench.torch_microgpt"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    per_step = float(re.search(r"train_us_per_step ([\d.]+)", out).group(1))
+    return [row("microgpt preset in eager PyTorch, float64", "torch_us_per_step", per_step, "µs/step")]
+
+
+# 4. batched float32 (and bfloat16 with --large) ----------------------------------------------------
+def matmul_peak(dtype="float32", n=1024):
+    import jax.numpy as jnp
+
+    a = jnp.ones((n, n), dtype)
+    f = jax.jit(lambda a: a @ a)
+    return 2 * n**3 / median_seconds(lambda: f(a).block_until_ready(), 10, warmup=2) / 1e9
+
+
+def train_flops(model, batch):
+    """Matmul FLOPs of one training step: 3x the forward (forward, and two backward products)."""
+    c, t, v, n_layer = model.n_embd, model.block_size, model.vocab_size, model.n_layer
+    forward_per_seq = t * (2 * v * c + 24 * n_layer * c * c) + 4 * n_layer * t * t * c
+    return 3 * forward_per_seq * batch
+
+
+BATCHED = [("default model, batch 256", "batched_default_us_per_doc", dict(n_embd=16, n_layer=1, batch_size=256)),
+           ("n_embd 64, n_layer 4, batch 64", "batched_64x4_us_per_doc", dict(n_embd=64, n_layer=4, batch_size=64)),
+           ("n_embd 128, n_layer 4, batch 128", "batched_128x4_us_per_doc", dict(n_embd=128, n_layer=4, batch_size=128))]
+LARGE = [("n_embd 256, n_layer 6, batch 512", "batched_256x6_us_per_doc", dict(n_embd=256, n_layer=6, batch_size=512)),
+         ("n_embd 512, n_layer 8, batch 1024", "batched_512x8_us_per_doc", dict(n_embd=512, n_layer=8, batch_size=1024))]
+
+
+def batched(args):
+    from train import trainer
+
+    jax.config.update("jax_enable_x64", False)
+    data, rows = docs(), []
+    peak = {"float32": matmul_peak("float32")}
+    configs = [(*c, "float32") for c in BATCHED]
+    if args.large:
+        peak["bfloat16"] = matmul_peak("bfloat16")
+        configs += [(*c, d) for c in LARGE for d in ("float32", "bfloat16")]
+    for name, key, kw, dtype in configs:
+        run = trainer.prepare(trainer.TrainConfig(rng="jax", n_head=4, chunk=20, dtype=dtype, **kw), data)
+        chunk = trainer.make_train_chunk(run)
+        idx = trainer.batch_indices(run, 0, run.cfg.chunk)
+        idx_global = trainer.put(idx.astype(np.int32), trainer.batch_sharding(run, 2))
+        valid = np.ones(run.cfg.chunk, bool)
+        state = [run.params, run.opt_state]
+
+        def go():
+            state[0], state[1], losses = chunk(state[0], state[1], *run.data, idx_global, valid)
+            losses.block_until_ready()
+
+        seconds = median_seconds(go, args.reps, warmup=2) / run.cfg.chunk
+        b = kw["batch_size"]
+        tokens = float(np.asarray(trainer.to_host(run.data[1]))[idx].sum()) / run.cfg.chunk
+        gflops = train_flops(run.model, b) / seconds / 1e9
+        base = None
+        if dtype == "float32" and jax.default_backend() == "cpu":
+            base = torch_batched(run.model, *trainer.to_host(run.data), idx, args.reps)
+        rows.append(row(f"batched {dtype}: {name}", key if dtype == "float32" else key + "_bf16",
+                        seconds / b * 1e6, "µs/doc", "PyTorch eager" if base else None,
+                        base / b * 1e6 if base else None, tokens_per_s=tokens / seconds, gflops=gflops,
+                        share_of_matmul_peak=gflops / peak[dtype], matmul_peak_gflops=peak[dtype]))
+    return rows
+
+
+def torch_batched(model, rows, n, idx, reps):
+    """Seconds per step of the same model and batches in eager PyTorch, or None without torch."""
+    if not have("torch"):
+        return None
+    import torch
+
+    from .torch_microgpt import make_batched_step
+
+    _, step = make_batched_step(model.vocab_size, model.n_embd, model.n_head, model.n_layer, model.block_size)
+    rows, n = torch.from_numpy(np.asarray(rows)).long(), torch.from_numpy(np.asarray(n)).long()
+    batches = [(rows[i], n[i]) for i in torch.from_numpy(idx[:5]).long()]
+    return median_seconds(lambda: [step(*b) for b in batches], reps) / len(batches)
+
+
+# 5. microjax against micrograd ---------------------------------------------------------------------
+def micrograd(args):
+    if not have("micrograd"):
+        return [row("micrograd demo (skipped: micrograd not installed)", "micrograd_time_ratio", float("nan"), "ms")]
+    from micrograd.nn import MLP
+
+    from .micrograd_demo import micrograd_pass, microjax_pass, moons, params_from_micrograd
+
+    random.seed(0)
+    model = MLP(2, [16, 16, 1])
+    xs, ys = moons()
+    params = params_from_micrograd(model)
+    assert abs(micrograd_pass(model, xs, ys) - microjax_pass(params, xs, ys)) < 1e-9  # the same computation
+    ours = median_seconds(lambda: microjax_pass(params, xs, ys), args.reps)
+    theirs = median_seconds(lambda: micrograd_pass(model, xs, ys), max(3, args.reps // 2))
+    return [row("micrograd demo (2-16-16-1 MLP, 100 points), forward + backward", "micrograd_time_ratio",
+                ours * 1e3, "ms/pass", "micrograd 0.1.0", theirs * 1e3, ratio_value=ours / theirs)]
+
+
+# 6. sampling --------------------------------------------------------------------------------------
+def sampling(args):
+    from train import trainer
+    from train.sampling import sample_jax, sample_python
+
+    jax.config.update("jax_enable_x64", False)
+    run = trainer.prepare(trainer.TrainConfig(rng="jax", steps=1), docs())
+    params = trainer.to_host(run.params)
+    key = jax.random.PRNGKey(0)
+    n = 10_000
+    ours = median_seconds(lambda: sample_jax(params, run.model, run.tokenizer, key, n, 0.5), args.reps)
+    m = 200
+    base = median_seconds(lambda: sample_python(params, run.model, run.tokenizer, random.Random(0), m, 0.5),
+                          max(3, args.reps // 2))
+    return [row("sampling 10,000 names (KV cache, scan + vmap)", "sampling_names_per_s", n / ours, "names/s",
+                "one jitted decode step per token", m / base, faster_is="higher")]
+
+
+ALL = {"preset": preset, "scalar": scalar, "torch": torch_eager, "batched": batched, "micrograd": micrograd,
+       "sampling": sampling}
