@@ -65,7 +65,7 @@ def preset(args):
     chunk = trainer.make_train_chunk(run)
     idx = trainer.put(np.zeros((run.cfg.chunk, 1), np.int32), trainer.batch_sharding(run, 2))
     start = time.perf_counter()
-    chunk.lower(run.params, run.opt_state, *run.data, idx, np.ones(run.cfg.chunk, bool)).compile()
+    chunk.lower(run.params, run.opt_state, *run.data, idx).compile()
     compile_s = time.perf_counter() - start
     reset()
     loop.train(run)  # warm-up, compiles
@@ -183,11 +183,10 @@ def batched(args):
         chunk = trainer.make_train_chunk(run)
         idx = trainer.batch_indices(run, 0, run.cfg.chunk)
         idx_global = trainer.put(idx.astype(np.int32), trainer.batch_sharding(run, 2))
-        valid = np.ones(run.cfg.chunk, bool)
         state = [run.params, run.opt_state]
 
         def go():
-            state[0], state[1], losses = chunk(state[0], state[1], *run.data, idx_global, valid)
+            state[0], state[1], losses = chunk(state[0], state[1], *run.data, idx_global)
             losses.block_until_ready()
 
         seconds = median_seconds(go, args.reps, warmup=2) / run.cfg.chunk

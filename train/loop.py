@@ -82,13 +82,11 @@ def train(run, until=None, out=None, save_every=0, on_chunk=None):
                 if every:
                     boundaries.append((run.step // every + 1) * every)
             count = min(boundaries) - run.step
-            idx = np.zeros((k, cfg.batch_size), np.int32)
-            idx[:count] = batch_indices(run, run.step, count)
-            valid = np.arange(k) < count
+            idx = batch_indices(run, run.step, count).astype(np.int32)  # a shorter last chunk compiles once more
             start = time.perf_counter()
             run.params, run.opt_state, losses = run._train_chunk(
-                run.params, run.opt_state, *run.data, put(idx, batch_sharding(run, 2)), valid)
-            losses = np.asarray(to_host(losses))[:count]
+                run.params, run.opt_state, *run.data, put(idx, batch_sharding(run, 2)))
+            losses = np.asarray(to_host(losses))
             seconds = time.perf_counter() - start
             bad = np.flatnonzero(~np.isfinite(losses))
             if bad.size:
@@ -102,7 +100,7 @@ def train(run, until=None, out=None, save_every=0, on_chunk=None):
             if out and (run.step == until or (save_every and run.step % save_every == 0)):
                 save(run, out)
             if on_chunk:
-                on_chunk(run, rows, int(host_n[idx[:count]].sum()) / max(seconds, 1e-9))
+                on_chunk(run, rows, int(host_n[idx].sum()) / max(seconds, 1e-9))
         if interrupted.is_set():
             if out and run.saved_step != run.step:
                 save(run, out)

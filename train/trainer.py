@@ -25,6 +25,10 @@ from .data import Tokenizer, encode_docs
 
 DTYPES = {"float64": jnp.float64, "float32": jnp.float32, "bfloat16": jnp.bfloat16}
 RESUME_MAY_CHANGE = {"steps", "epochs", "eval_every", "chunk"}  # they change how long, not what
+# XLA's CPU defaults split every op over the threads and hand matrix products to YNNPACK; for this
+# project's small matrices both cost more than they save (`python -m bench`: the microgpt step 51 ->
+# 36 µs, batch 256 of the default model 26 -> 11 µs a document, on 2 cores), so the train step opts out.
+CPU_COMPILER_OPTIONS = {"xla_cpu_multi_thread_eigen": False, "xla_cpu_experimental_ynn_fusion_type": ""}
 KEY_PURPOSES = ("shuffle", "init", "batches", "sample")  # rng "jax": one subkey of the seed's key each
 
 
@@ -205,35 +209,30 @@ def batch_loss(params, rows, n, model, compute_dtype):
 
 
 def make_train_chunk(run):
-    """jit(params, opt_state, rows, n, idx (K, B), valid (K,)) -> (params, opt_state, losses (K,)).
+    """jit(params, opt_state, rows, n, idx (K, B)) -> (params, opt_state, losses (K,)): K steps in one scan.
 
-    Steps whose `valid` is False change nothing (they pad the last dispatch to K steps, so one
-    compiled function serves every chunk). Parameters and optimizer state are donated. Inside, the
-    parameters travel as one flat vector, so Adam is a few large element-wise ops, not one set per matrix.
+    Parameters and optimizer state are donated. Inside, the parameters travel as one flat vector,
+    so Adam is a few large element-wise ops rather than a set per matrix.
     """
     model, optimizer, dtype = run.model, run.optimizer, run.cfg.compute_dtype
     loss_dtype = jnp.promote_types(run.cfg.param_dtype, jnp.float32)
     row_sharding = batch_sharding(run)
 
-    def chunk(params, opt_state, rows, n, idx, valid):
+    def chunk(params, opt_state, rows, n, idx):
         flat, unravel = ravel_pytree(params)
 
-        def update(carry, idx):
+        def step(carry, idx):
             flat, opt_state = carry
             batch = jax.lax.with_sharding_constraint((rows[idx], n[idx]), row_sharding)
             loss, grads = jax.value_and_grad(lambda f: batch_loss(unravel(f), *batch, model, dtype))(flat)
             updates, opt_state = optimizer.update(grads, opt_state, flat)
             return (optax.apply_updates(flat, updates), opt_state), loss.astype(loss_dtype)
 
-        def step(carry, xs):
-            idx, ok = xs
-            return jax.lax.cond(ok, update, lambda c, _: (c, jnp.array(jnp.nan, loss_dtype)), carry, idx)
-
-        (flat, opt_state), losses = jax.lax.scan(step, (flat, opt_state), (idx, valid))
+        (flat, opt_state), losses = jax.lax.scan(step, (flat, opt_state), idx)
         return unravel(flat), opt_state, losses
 
-    replicated = run.replicated
-    return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=(replicated, replicated, replicated))
+    options = CPU_COMPILER_OPTIONS if run.mesh.devices.flat[0].platform == "cpu" else None
+    return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=(run.replicated,) * 3, compiler_options=options)
 
 
 def batch_indices(run, start, count):
