@@ -91,11 +91,31 @@ def _attention(q, k, v, mask, config):
     return out.reshape(*out.shape[:-2], config.n_embd)  # (..., T, H, D) -> (..., T, C)
 
 
+@jax.custom_vjp
+def embed(table, tokens):
+    """table[tokens], whose gradient is a one-hot matrix product rather than JAX's scatter-add: with a
+    tiny vocabulary every row collides, and the scatter took 11 of 12 ms a step in bfloat16 on an H100."""
+    return table[tokens]
+
+
+def _embed_fwd(table, tokens):
+    return table[tokens], (tokens, table.shape[0])
+
+
+def _embed_bwd(residuals, g):
+    tokens, vocab = residuals
+    one_hot = jax.nn.one_hot(tokens.reshape(-1), vocab, dtype=g.dtype)
+    return one_hot.T @ g.reshape(-1, g.shape[-1]), None
+
+
+embed.defvjp(_embed_fwd, _embed_bwd)
+
+
 def apply(params, tokens, config):
     """Logits (..., T, vocab) for tokens (T,) or (B, T), every position attending to itself and before."""
     T = tokens.shape[-1]
     causal = jnp.tril(jnp.ones((T, T), bool))
-    x = rmsnorm(params["wte"][tokens] + params["wpe"][:T])
+    x = rmsnorm(embed(params["wte"], tokens) + params["wpe"][:T])
     for i in range(config.n_layer):
         x = _block(params, i, x, lambda q, k, v: _attention(q, k, v, causal, config))
     return linear(x, params["lm_head"])
@@ -107,7 +127,7 @@ def loss(params, tokens, targets, mask, config):
     logits = apply(params, tokens, config)
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))  # bfloat16 models: float32 loss
     logp = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    nll = -jnp.sum(logp * jax.nn.one_hot(targets, config.vocab_size, dtype=logp.dtype), axis=-1)
     mask = mask.astype(nll.dtype)
     per_doc = jnp.sum(nll * mask, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1)
     return jnp.mean(per_doc)
