@@ -83,10 +83,10 @@ def _block(params, i, x, attend):
 
 
 def _attention(q, k, v, mask, config):
-    """Multi-head attention of queries (..., T, C) over keys/values (..., S, C) where mask (T, S) allows."""
+    """Multi-head attention of queries (..., T, C) over keys/values (..., S, C) where mask (..., T, S) allows."""
     q, k, v = (_heads(t, config) for t in (q, k, v))
     scores = jnp.einsum("...thd,...shd->...hts", q, k) / math.sqrt(config.head_dim)
-    scores = jnp.where(mask, scores, -jnp.inf)
+    scores = jnp.where(mask[..., None, :, :], scores, -jnp.inf)  # one mask for every head
     out = jnp.einsum("...hts,...shd->...thd", jax.nn.softmax(scores, axis=-1), v)
     return out.reshape(*out.shape[:-2], config.n_embd)  # (..., T, H, D) -> (..., T, C)
 
@@ -111,23 +111,35 @@ def _embed_bwd(residuals, g):
 embed.defvjp(_embed_fwd, _embed_bwd)
 
 
-def apply(params, tokens, config):
-    """Logits (..., T, vocab) for tokens (T,) or (B, T), every position attending to itself and before."""
+def apply(params, tokens, config, positions=None, segments=None):
+    """Logits (..., T, vocab) for tokens (T,) or (B, T), every position attending to itself and before.
+
+    Packed rows, several documents side by side in one row, give each token its position within its
+    document and a segment id; a token then attends only within its own segment.
+    """
     T = tokens.shape[-1]
-    causal = jnp.tril(jnp.ones((T, T), bool))
-    x = rmsnorm(embed(params["wte"], tokens) + params["wpe"][:T])
+    mask = jnp.tril(jnp.ones((T, T), bool))
+    if segments is not None:
+        mask = mask & (segments[..., :, None] == segments[..., None, :])
+    pos_emb = params["wpe"][:T] if positions is None else embed(params["wpe"], positions)
+    x = rmsnorm(embed(params["wte"], tokens) + pos_emb)
     for i in range(config.n_layer):
-        x = _block(params, i, x, lambda q, k, v: _attention(q, k, v, causal, config))
+        x = _block(params, i, x, lambda q, k, v: _attention(q, k, v, mask, config))
     return linear(x, params["lm_head"])
+
+
+def token_nll(params, tokens, targets, config, positions=None, segments=None):
+    """-log p(target) at every position, in at least float32 (bfloat16 models get a float32 loss)."""
+    logits = apply(params, tokens, config, positions, segments)
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.sum(logp * jax.nn.one_hot(targets, config.vocab_size, dtype=logp.dtype), axis=-1)
 
 
 def loss(params, tokens, targets, mask, config):
     """microgpt's loss: per document the mean of -log p(target) over its real positions (mask 1),
     then the mean over documents. tokens, targets and mask are (T,) or (B, T)."""
-    logits = apply(params, tokens, config)
-    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))  # bfloat16 models: float32 loss
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.sum(logp * jax.nn.one_hot(targets, config.vocab_size, dtype=logp.dtype), axis=-1)
+    nll = token_nll(params, tokens, targets, config)
     mask = mask.astype(nll.dtype)
     per_doc = jnp.sum(nll * mask, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1)
     return jnp.mean(per_doc)

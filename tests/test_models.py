@@ -156,3 +156,15 @@ def test_parameter_names_shapes_and_count():
     assert gpt.num_params(gpt.GPTConfig(block_size=8)) == 4064
     assert float(jnp.std(jnp.concatenate([p.ravel() for p in params.values()]))) == pytest.approx(0.08, rel=0.05)
     assert gpt_scalar.init(random.Random(0), config)["wte"][0][0] == random.Random(0).gauss(0, 0.08)
+
+
+def test_packed_rows_equal_each_document_alone():
+    config = CONFIGS[1]
+    params = gpt.init(jax.random.PRNGKey(4), config, jnp.float64)
+    rng = np.random.default_rng(4)
+    a, b = rng.integers(0, config.vocab_size, 4), rng.integers(0, config.vocab_size, 2)
+    row = jnp.asarray(np.concatenate([a, b]))
+    logits = gpt.apply(params, row, config, positions=jnp.array([0, 1, 2, 3, 0, 1]),
+                       segments=jnp.array([0, 0, 0, 0, 1, 1]))
+    np.testing.assert_allclose(logits[:4], apply(params, jnp.asarray(a), config), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(logits[4:], apply(params, jnp.asarray(b), config), rtol=1e-12, atol=1e-13)

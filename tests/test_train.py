@@ -140,6 +140,25 @@ def test_batched_training_lowers_the_evaluation_loss(names):
     assert loop.evaluate(run) < before - 0.5
 
 
+def test_packing_places_every_document_once_and_keeps_the_loss(names):
+    run = trainer.prepare(trainer.TrainConfig(rng="jax", batch_size=48, dtype="float64"), load_docs(names)[:500])
+    idx = trainer.batch_indices(run, 0, 3)
+    pairs = trainer.pack(run.lengths, idx, run.cfg.block_size, run.rows)
+    assert pairs.shape == (3, trainer.rows_per_step(48, 1), 2) == (3, 26, 2)
+    for step, docs in zip(pairs, idx):
+        placed = step[step >= 0]
+        assert sorted(placed) == sorted(docs)  # each document exactly once
+        assert all(run.lengths[a] + (run.lengths[b] if b >= 0 else 0) <= 16 for a, b in step if a >= 0)
+    rows, n = run.data
+    batch = trainer.unpack(rows, n, pairs[0], 48, np.float64)
+    assert float(batch[-1].sum()) == pytest.approx(1.0, rel=1e-12)
+    packed = trainer.packed_loss(run.params, batch, run.model, np.float64)
+    plain = trainer.batch_loss(run.params, rows[idx[0]], n[idx[0]], run.model, np.float64)
+    assert float(packed) == pytest.approx(float(plain), rel=1e-12)
+    need = max(int((p[:, 0] >= 0).sum()) for p in pairs)
+    assert trainer.pack(run.lengths, idx, 16, rows=2, multiple=5).shape[1] == -(-need // 5) * 5  # grows when needed
+
+
 def test_epochs_set_the_number_of_steps(tiny_data):
     run = trainer.prepare(trainer.TrainConfig(rng="jax", batch_size=8, epochs=2.5, block_size=8), load_docs(tiny_data))
     assert run.total_steps == 20  # 64 documents / 8 = 8 steps an epoch

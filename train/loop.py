@@ -11,8 +11,8 @@ import numpy as np
 
 from . import checkpoint
 from .cli import UserError
-from .trainer import (RESUME_MAY_CHANGE, TrainConfig, batch_indices, batch_loss, batch_sharding, make_train_chunk,
-                      put, to_host)
+from .trainer import (RESUME_MAY_CHANGE, TrainConfig, batch_indices, batch_loss, make_train_chunk, put, step_ids,
+                      to_host)
 
 
 def evaluate(run):
@@ -69,7 +69,7 @@ def train(run, until=None, out=None, save_every=0, on_chunk=None):
     if run._train_chunk is None:
         run._train_chunk = make_train_chunk(run)
     k, cfg = run.cfg.chunk, run.cfg
-    host_n = np.asarray(to_host(run.data[1]))
+    host_n = run.lengths
     pending = [{"step": 0, "val_loss": evaluate(run)}] if run.val_docs and run.step == 0 else []
     interrupted = threading.Event()
     old_handler = None
@@ -82,10 +82,10 @@ def train(run, until=None, out=None, save_every=0, on_chunk=None):
                 if every:
                     boundaries.append((run.step // every + 1) * every)
             count = min(boundaries) - run.step
-            idx = batch_indices(run, run.step, count).astype(np.int32)  # a shorter last chunk compiles once more
+            idx = batch_indices(run, run.step, count)  # a shorter last chunk compiles once more
             start = time.perf_counter()
-            run.params, run.opt_state, losses = run._train_chunk(
-                run.params, run.opt_state, *run.data, put(idx, batch_sharding(run, 2)))
+            run.params, run.opt_state, losses = run._train_chunk(run.params, run.opt_state, *run.data,
+                                                                 step_ids(run, idx))
             losses = np.asarray(to_host(losses))
             seconds = time.perf_counter() - start
             bad = np.flatnonzero(~np.isfinite(losses))

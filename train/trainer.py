@@ -117,6 +117,15 @@ class Run:
         return NamedSharding(self.mesh, P())
 
     @property
+    def lengths(self):
+        """Real positions of every training document, on the host."""
+        return to_host(self.data[1])
+
+    @property
+    def rows(self):
+        return rows_per_step(self.cfg.batch_size, self.mesh.size)
+
+    @property
     def steps_per_epoch(self):
         return len(self.train_docs) // self.cfg.batch_size
 
@@ -196,9 +205,9 @@ def prepare(cfg, docs, num_devices=None):
     return run
 
 
-def batch_sharding(run, ndim=1):
-    """Batch axis split over the mesh: the axis 0 of a (B, ...) batch, axis 1 of (K, B) step indices."""
-    return NamedSharding(run.mesh, P(*([None] * (ndim - 1)), "data"))
+def batch_sharding(run, per_step=False):
+    """The batch axis split over the mesh: axis 0 of a (R, ...) batch, axis 1 of (K, R, ...) step arrays."""
+    return NamedSharding(run.mesh, P(None, "data") if per_step else P("data"))
 
 
 def batch_loss(params, rows, n, model, compute_dtype):
@@ -208,31 +217,107 @@ def batch_loss(params, rows, n, model, compute_dtype):
     return gpt.loss(params, rows[..., :-1], rows[..., 1:], mask, model)
 
 
+def rows_per_step(batch_size, num_devices):
+    """Rows a step packs its documents into: two names share a row of block_size almost always."""
+    rows = 1 if batch_size == 1 else batch_size // 2 + max(2, batch_size // 32)
+    return -(-rows // num_devices) * num_devices
+
+
+def pack(lengths, idx, block_size, rows, multiple=1):
+    """Pair each step's documents for packed rows: the longest left with the shortest that fits beside it.
+
+    lengths (N,): real positions of every document; idx (K, B): each step's documents. Returns
+    (K, R, 2) document indices, -1 for none: R = `rows`, or more (a multiple of `multiple`) when a step
+    needs more. A padded row costs as much as a full one, and a name fills under half of one.
+    """
+    steps = []
+    for docs in idx:
+        order = docs[np.argsort(-lengths[docs], kind="stable")]
+        i, j, step = 0, len(order) - 1, []
+        while i <= j:
+            if i < j and lengths[order[i]] + lengths[order[j]] <= block_size:
+                step.append((order[i], order[j]))
+                j -= 1
+            else:
+                step.append((order[i], -1))
+            i += 1
+        steps.append(step)
+    need = max(len(step) for step in steps)
+    pairs = np.full((len(steps), rows if need <= rows else -(-need // multiple) * multiple, 2), -1, np.int32)
+    for k, step in enumerate(steps):
+        pairs[k, : len(step)] = step
+    return pairs
+
+
+def unpack(rows, n, pairs, batch_size, dtype):
+    """The packed batch of pairs (R, 2): tokens, targets, positions and segment ids (R, T), and loss
+    weights 1 / (document length * batch_size) on real positions, 0 on padding, so that the weighted
+    sum of -log p is microgpt's loss: the mean over documents of each one's mean."""
+    T = rows.shape[-1] - 1
+    first, second = pairs[:, :1], pairs[:, 1:]
+    n_first = jnp.where(first >= 0, n[jnp.maximum(first, 0)], 0)
+    n_second = jnp.where(second >= 0, n[jnp.maximum(second, 0)], 0)
+    pos = jnp.arange(T)
+    in_first, real = pos < n_first, pos < n_first + n_second
+    doc = jnp.maximum(jnp.where(in_first, first, second), 0)
+    offset = jnp.where(in_first, pos, jnp.where(real, pos - n_first, 0))
+    segments = jnp.where(in_first, 0, jnp.where(real, 1, 2))  # padding is a segment of its own
+    length = jnp.where(in_first, n_first, n_second)
+    weights = jnp.where(real, 1 / (jnp.maximum(length, 1).astype(dtype) * batch_size), 0).astype(dtype)
+    return rows[doc, offset], rows[doc, offset + 1], offset, segments, weights
+
+
+def one_per_row(rows, n, idx, dtype):
+    """The batch of documents idx (B,) one per row, with `unpack`'s outputs: a single document needs
+    no packing (microgpt's layout), and positions and segments are then implicit."""
+    real = jnp.arange(rows.shape[-1] - 1) < n[idx][:, None]
+    weights = jnp.where(real, 1 / (n[idx][:, None].astype(dtype) * idx.shape[0]), 0).astype(dtype)
+    return rows[idx, :-1], rows[idx, 1:], None, None, weights
+
+
+def packed_loss(params, batch, model, compute_dtype):
+    tokens, targets, positions, segments, weights = batch
+    params = jax.tree.map(lambda p: p.astype(compute_dtype), params)
+    return jnp.sum(weights * gpt.token_nll(params, tokens, targets, model, positions, segments))
+
+
 def make_train_chunk(run):
-    """jit(params, opt_state, rows, n, idx (K, B)) -> (params, opt_state, losses (K,)): K steps in one scan.
+    """jit(params, opt_state, rows, n, ids) -> (params, opt_state, losses (K,)): K steps in one scan.
+
+    ids: with batch_size 1, (K, 1) document indices, one document a step; else (K, R, 2) pairs, each
+    step on the packed rows its pairs name (see `pack` and `step_ids`).
 
     Parameters and optimizer state are donated. Inside, the parameters travel as one flat vector,
     so Adam is a few large element-wise ops rather than a set per matrix.
     """
-    model, optimizer, dtype = run.model, run.optimizer, run.cfg.compute_dtype
+    model, optimizer, dtype, b = run.model, run.optimizer, run.cfg.compute_dtype, run.cfg.batch_size
     loss_dtype = jnp.promote_types(run.cfg.param_dtype, jnp.float32)
     row_sharding = batch_sharding(run)
 
-    def chunk(params, opt_state, rows, n, idx):
+    def chunk(params, opt_state, rows, n, ids):
         flat, unravel = ravel_pytree(params)
 
-        def step(carry, idx):
+        def step(carry, ids):
             flat, opt_state = carry
-            batch = jax.lax.with_sharding_constraint((rows[idx], n[idx]), row_sharding)
-            loss, grads = jax.value_and_grad(lambda f: batch_loss(unravel(f), *batch, model, dtype))(flat)
+            batch = unpack(rows, n, ids, b, loss_dtype) if b > 1 else one_per_row(rows, n, ids, loss_dtype)
+            batch = jax.lax.with_sharding_constraint(batch, row_sharding)
+            loss, grads = jax.value_and_grad(lambda f: packed_loss(unravel(f), batch, model, dtype))(flat)
             updates, opt_state = optimizer.update(grads, opt_state, flat)
             return (optax.apply_updates(flat, updates), opt_state), loss.astype(loss_dtype)
 
-        (flat, opt_state), losses = jax.lax.scan(step, (flat, opt_state), idx)
+        (flat, opt_state), losses = jax.lax.scan(step, (flat, opt_state), ids)
         return unravel(flat), opt_state, losses
 
     options = CPU_COMPILER_OPTIONS if run.mesh.devices.flat[0].platform == "cpu" else None
     return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=(run.replicated,) * 3, compiler_options=options)
+
+
+def step_ids(run, idx):
+    """What the train chunk takes for documents idx (K, B): the indices themselves at batch size 1,
+    else their packing into pairs, on the devices and split along the batch."""
+    if run.cfg.batch_size > 1:
+        idx = pack(run.lengths, idx, run.cfg.block_size, run.rows, run.mesh.size)
+    return put(idx.astype(np.int32), batch_sharding(run, per_step=True))
 
 
 def batch_indices(run, start, count):
