@@ -63,7 +63,7 @@ def preset(args):
         run.step = 0
 
     chunk = trainer.make_train_chunk(run)
-    idx = trainer.put(np.zeros((run.cfg.chunk, 1), np.int32), trainer.batch_sharding(run, 2))
+    idx = trainer.step_ids(run, trainer.batch_indices(run, 0, run.cfg.chunk))
     start = time.perf_counter()
     chunk.lower(run.params, run.opt_state, *run.data, idx).compile()
     compile_s = time.perf_counter() - start
@@ -90,8 +90,21 @@ def preset(args):
         loss.block_until_ready()
 
     plain = median_seconds(python_loop, args.reps) / len(indices)
+
+    # the same step compiled as for long runs (trainer.LONG_RUN_DOCS), e.g. --steps 20000
+    long_chunk = trainer.make_train_chunk(run, trainer.CPU_COMPILER_OPTIONS)
+    start = time.perf_counter()
+    long_chunk.lower(run.params, run.opt_state, *run.data, idx).compile()
+    long_compile_s = time.perf_counter() - start
+    run._train_chunk = long_chunk
+    reset()
+    loop.train(run)
+    long_step = median_seconds(lambda: (reset(), loop.train(run)), args.reps, warmup=0) / run.total_steps
     return [row("microgpt preset, float64: train step", "preset_us_per_step", per_step * 1e6, "µs/step",
                 "jit per step, Python loop", plain * 1e6),
+            row("  the same, compiled for long runs (>= 20k docs)", "preset_long_us_per_step", long_step * 1e6,
+                "µs/step", "jit per step, Python loop", plain * 1e6),
+            row("  its compile", "compile_long_s", long_compile_s, "s"),
             row("microgpt preset: train-step compile", "compile_s", compile_s, "s")] + whole_job(args)
 
 
@@ -156,11 +169,13 @@ def matmul_peak(dtype="float32"):
     return 2 * n**3 / median_seconds(lambda: f(a).block_until_ready(), 10, warmup=2) / 1e9
 
 
-def train_flops(model, batch):
-    """Matmul FLOPs of one training step: 3x the forward (forward, and two backward products)."""
-    c, t, v, n_layer = model.n_embd, model.block_size, model.vocab_size, model.n_layer
-    forward_per_seq = t * (2 * v * c + 24 * n_layer * c * c) + 4 * n_layer * t * t * c
-    return 3 * forward_per_seq * batch
+def train_flops(model, lengths):
+    """Useful FLOPs of one training step on documents of these lengths: 6 per weight per real token
+    (forward and two backward products), plus attention over each document's own positions.
+    Padding is not counted, so the figure is comparable whatever the layout."""
+    c, v, n_layer = model.n_embd, model.vocab_size, model.n_layer
+    weights = v * c + 12 * n_layer * c * c  # lm_head, and per layer q, k, v, o and the 4x MLP
+    return 6 * weights * lengths.sum() + 6 * 2 * n_layer * c * (lengths.astype(float) ** 2).sum()
 
 
 BATCHED = [("default model, batch 256", "batched_default_us_per_doc", dict(n_embd=16, n_layer=1, batch_size=256)),
@@ -184,17 +199,17 @@ def batched(args):
         run = trainer.prepare(trainer.TrainConfig(rng="jax", n_head=4, chunk=20, dtype=dtype, **kw), data)
         chunk = trainer.make_train_chunk(run)
         idx = trainer.batch_indices(run, 0, run.cfg.chunk)
-        idx_global = trainer.put(idx.astype(np.int32), trainer.batch_sharding(run, 2))
+        ids = trainer.step_ids(run, idx)
         state = [run.params, run.opt_state]
 
         def go():
-            state[0], state[1], losses = chunk(state[0], state[1], *run.data, idx_global)
+            state[0], state[1], losses = chunk(state[0], state[1], *run.data, ids)
             losses.block_until_ready()
 
         seconds = median_seconds(go, args.reps, warmup=2) / run.cfg.chunk
         b = kw["batch_size"]
-        tokens = float(np.asarray(trainer.to_host(run.data[1]))[idx].sum()) / run.cfg.chunk
-        gflops = train_flops(run.model, b) / seconds / 1e9
+        tokens = float(run.lengths[idx].sum()) / run.cfg.chunk
+        gflops = train_flops(run.model, run.lengths[idx]) / run.cfg.chunk / seconds / 1e9
         base = None
         if dtype == "float32" and jax.default_backend() == "cpu":
             base = torch_batched(run.model, *trainer.to_host(run.data), idx, args.reps)

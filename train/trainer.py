@@ -25,10 +25,13 @@ from .data import Tokenizer, encode_docs
 
 DTYPES = {"float64": jnp.float64, "float32": jnp.float32, "bfloat16": jnp.bfloat16}
 RESUME_MAY_CHANGE = {"steps", "epochs", "eval_every", "chunk"}  # they change how long, not what
-# XLA's CPU defaults split every op over the threads and hand matrix products to YNNPACK; for this
+# XLA's CPU defaults split every op over the threads and hand matrix products to YNNPACK. For this
 # project's small matrices both cost more than they save (`python -m bench`: the microgpt step 51 ->
-# 36 µs, batch 256 of the default model 26 -> 11 µs a document, on 2 cores), so the train step opts out.
+# 36 µs, batch 256 of the default model 26 -> 11 µs a document, on 2 cores), but compiling without
+# them takes about a second longer. So runs that train on at least LONG_RUN_DOCS documents opt out;
+# shorter ones, the 1,000-document microgpt job among them, finish sooner with the defaults.
 CPU_COMPILER_OPTIONS = {"xla_cpu_multi_thread_eigen": False, "xla_cpu_experimental_ynn_fusion_type": ""}
+LONG_RUN_DOCS = 20_000
 KEY_PURPOSES = ("shuffle", "init", "batches", "sample")  # rng "jax": one subkey of the seed's key each
 
 
@@ -281,8 +284,9 @@ def packed_loss(params, batch, model, compute_dtype):
     return jnp.sum(weights * gpt.token_nll(params, tokens, targets, model, positions, segments))
 
 
-def make_train_chunk(run):
+def make_train_chunk(run, compiler_options=None):
     """jit(params, opt_state, rows, n, ids) -> (params, opt_state, losses (K,)): K steps in one scan.
+    `compiler_options` for XLA, by default CPU_COMPILER_OPTIONS for long runs on the CPU.
 
     ids: with batch_size 1, (K, 1) document indices, one document a step; else (K, R, 2) pairs, each
     step on the packed rows its pairs name (see `pack` and `step_ids`).
@@ -308,8 +312,11 @@ def make_train_chunk(run):
         (flat, opt_state), losses = jax.lax.scan(step, (flat, opt_state), ids)
         return unravel(flat), opt_state, losses
 
-    options = CPU_COMPILER_OPTIONS if run.mesh.devices.flat[0].platform == "cpu" else None
-    return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=(run.replicated,) * 3, compiler_options=options)
+    if compiler_options is None and run.mesh.devices.flat[0].platform == "cpu":
+        long_run = run.total_steps * run.cfg.batch_size >= LONG_RUN_DOCS
+        compiler_options = CPU_COMPILER_OPTIONS if long_run else {}
+    return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=(run.replicated,) * 3,
+                   compiler_options=compiler_options or None)
 
 
 def step_ids(run, idx):
