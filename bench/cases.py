@@ -53,13 +53,13 @@ def preset(args):
     jax.config.update("jax_enable_x64", True)
     import optax
 
-    from train import loop, trainer
+    from train import batches, devices, loop, trainer
 
     run = trainer.prepare(trainer.TrainConfig(), docs())
-    start_params, start_opt = trainer.to_host(run.params), trainer.to_host(run.opt_state)
+    start_params, start_opt = devices.to_host(run.params), devices.to_host(run.opt_state)
 
     def reset():
-        run.params, run.opt_state = trainer.put(start_params, run.replicated), trainer.put(start_opt, run.replicated)
+        run.params, run.opt_state = devices.put(start_params, run.replicated), devices.put(start_opt, run.replicated)
         run.step = 0
 
     chunk = trainer.make_train_chunk(run)
@@ -76,11 +76,11 @@ def preset(args):
 
     @jax.jit
     def step(params, opt_state, rows, n):
-        loss, grads = jax.value_and_grad(trainer.batch_loss)(params, rows, n, model, jax.numpy.float64)
+        loss, grads = jax.value_and_grad(batches.batch_loss)(params, rows, n, model, jax.numpy.float64)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    rows, n = (np.asarray(a) for a in trainer.to_host(run.data))
+    rows, n = (np.asarray(a) for a in devices.to_host(run.data))
     indices = trainer.batch_indices(run, 0, 200)
 
     def python_loop():
@@ -186,7 +186,7 @@ LARGE = [("n_embd 256, n_layer 6, batch 512", "batched_256x6_us_per_doc", dict(n
 
 
 def batched(args):
-    from train import trainer
+    from train import devices, trainer
 
     jax.config.update("jax_enable_x64", False)
     data, rows = docs(), []
@@ -212,7 +212,7 @@ def batched(args):
         gflops = train_flops(run.model, run.lengths[idx]) / run.cfg.chunk / seconds / 1e9
         base = None
         if dtype == "float32" and jax.default_backend() == "cpu":
-            base = torch_batched(run.model, *trainer.to_host(run.data), idx, args.reps)
+            base = torch_batched(run.model, *devices.to_host(run.data), idx, args.reps)
         rows.append(row(f"batched {dtype}: {name}", key if dtype == "float32" else key + "_bf16",
                         seconds / b * 1e6, "µs/doc", "PyTorch eager" if base else None,
                         base / b * 1e6 if base else None, tokens_per_s=tokens / seconds, gflops=gflops,
@@ -255,12 +255,12 @@ def micrograd(args):
 
 # 6. sampling --------------------------------------------------------------------------------------
 def sampling(args):
-    from train import trainer
+    from train import devices, trainer
     from train.sampling import sample_jax, sample_python
 
     jax.config.update("jax_enable_x64", False)
     run = trainer.prepare(trainer.TrainConfig(rng="jax", steps=1), docs())
-    params = trainer.to_host(run.params)
+    params = devices.to_host(run.params)
     key = jax.random.PRNGKey(0)
     n = 10_000
     ours = median_seconds(lambda: sample_jax(params, run.model, run.tokenizer, key, n, 0.5), args.reps)

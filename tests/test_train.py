@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from models import gpt
-from train import checkpoint, gpt as gpt_cli, loop, sample as sample_cli, trainer
+from train import batches, checkpoint, devices, gpt as gpt_cli, loop, sample as sample_cli, trainer
 from train.cli import UserError
 from train.data import Tokenizer, encode_docs, load_docs, resolve_data_path
 from train.sampling import probe, sample_jax
@@ -62,7 +62,7 @@ def test_short_run_equals_the_scalar_twin_trained_the_same_way(names):
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-9)
     # Adam divides each gradient by its own size, so a gradient near eps (1e-8) carries its rounding
     # (different summation orders) into the step: parameters agree to 1e-6 of the step size, lr.
-    params = trainer.to_host(run.params)
+    params = devices.to_host(run.params)
     for name, value in ref_params.items():
         np.testing.assert_allclose(params[name], value, rtol=1e-9, atol=1e-8, err_msg=name)
 
@@ -143,20 +143,20 @@ def test_batched_training_lowers_the_evaluation_loss(names):
 def test_packing_places_every_document_once_and_keeps_the_loss(names):
     run = trainer.prepare(trainer.TrainConfig(rng="jax", batch_size=48, dtype="float64"), load_docs(names)[:500])
     idx = trainer.batch_indices(run, 0, 3)
-    pairs = trainer.pack(run.lengths, idx, run.cfg.block_size, run.rows)
-    assert pairs.shape == (3, trainer.rows_per_step(48, 1), 2) == (3, 26, 2)
+    pairs = batches.pack(run.lengths, idx, run.cfg.block_size, run.rows)
+    assert pairs.shape == (3, batches.rows_per_step(48, 1), 2) == (3, 26, 2)
     for step, docs in zip(pairs, idx):
         placed = step[step >= 0]
         assert sorted(placed) == sorted(docs)  # each document exactly once
         assert all(run.lengths[a] + (run.lengths[b] if b >= 0 else 0) <= 16 for a, b in step if a >= 0)
     rows, n = run.data
-    batch = trainer.unpack(rows, n, pairs[0], 48, np.float64)
+    batch = batches.unpack(rows, n, pairs[0], 48, np.float64)
     assert float(batch[-1].sum()) == pytest.approx(1.0, rel=1e-12)
-    packed = trainer.packed_loss(run.params, batch, run.model, np.float64)
-    plain = trainer.batch_loss(run.params, rows[idx[0]], n[idx[0]], run.model, np.float64)
+    packed = batches.packed_loss(run.params, batch, run.model, np.float64)
+    plain = batches.batch_loss(run.params, rows[idx[0]], n[idx[0]], run.model, np.float64)
     assert float(packed) == pytest.approx(float(plain), rel=1e-12)
     need = max(int((p[:, 0] >= 0).sum()) for p in pairs)
-    assert trainer.pack(run.lengths, idx, 16, rows=2, multiple=5).shape[1] == -(-need // 5) * 5  # grows when needed
+    assert batches.pack(run.lengths, idx, 16, rows=2, multiple=5).shape[1] == -(-need // 5) * 5  # grows when needed
 
 
 def test_epochs_set_the_number_of_steps(tiny_data):

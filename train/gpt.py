@@ -6,7 +6,6 @@ a held-out split, checkpoints and resume, several devices, bfloat16.
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 
@@ -60,14 +59,14 @@ def main(argv=None):
 
     enable_compilation_cache()
 
-    from . import checkpoint, loop, sampling, trainer
+    from . import checkpoint, devices, loop, sampling, trainer
     from .data import load_docs, resolve_data_path
 
     saved = checkpoint.read_checkpoint(args.out) if args.resume else None
     cfg = loop.resumed_config(saved[1], overrides) if saved else trainer.TrainConfig(**overrides)
     if cfg.compute_dtype == jax.numpy.float64:
         jax.config.update("jax_enable_x64", True)
-    trainer.init_distributed()
+    devices.init_distributed()
     docs = load_docs(resolve_data_path(args.data))
     run = trainer.prepare(cfg, docs, args.devices)
     if saved:
@@ -79,7 +78,7 @@ def main(argv=None):
         f"{run.model.vocab_size} | num params: {sum(p.size for p in run.params.values())} | truncated to "
         f"block_size: {run.truncated}" + (f" | resumed at step {run.step}" if saved else ""))
     if args.probe is not None:
-        show_probe(say, "before training", sampling.probe(trainer.to_host(run.params), run.model, run.tokenizer, args.probe), args.probe)
+        show_probe(say, "before training", sampling.probe(devices.to_host(run.params), run.model, run.tokenizer, args.probe), args.probe)
 
     metrics = open(args.metrics_file, "a" if saved else "w") if args.metrics_file and main_process else None
     history = []
@@ -107,7 +106,7 @@ def main(argv=None):
         sys.exit(130)
     if args.out:
         say(f"saved checkpoint at step {run.step} to {args.out}")
-    params = trainer.to_host(run.params)
+    params = devices.to_host(run.params)
     if args.probe is not None:
         show_probe(say, "after training", sampling.probe(params, run.model, run.tokenizer, args.probe), args.probe)
     if args.plot and main_process:

@@ -1,7 +1,6 @@
 """The training loop around the jitted chunk: evaluation, checkpoints, Ctrl-C, NaN, resume."""
 
 import dataclasses
-import math
 import signal
 import threading
 import time
@@ -11,8 +10,9 @@ import numpy as np
 
 from . import checkpoint
 from .cli import UserError
-from .trainer import (RESUME_MAY_CHANGE, TrainConfig, batch_indices, batch_loss, make_train_chunk, put, step_ids,
-                      to_host)
+from .batches import batch_loss
+from .devices import put, to_host
+from .trainer import RESUME_MAY_CHANGE, TrainConfig, batch_indices, make_train_chunk, step_ids
 
 
 def evaluate(run):

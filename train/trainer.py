@@ -20,8 +20,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from models import gpt, gpt_scalar
 
+from .batches import one_per_row, pack, packed_loss, rows_per_step, unpack
 from .cli import UserError
 from .data import Tokenizer, encode_docs
+from .devices import batch_sharding, make_mesh, put, to_host
 
 DTYPES = {"float64": jnp.float64, "float32": jnp.float32, "bfloat16": jnp.bfloat16}
 RESUME_MAY_CHANGE = {"steps", "epochs", "eval_every", "chunk"}  # they change how long, not what
@@ -133,43 +135,6 @@ class Run:
         return len(self.train_docs) // self.cfg.batch_size
 
 
-def init_distributed():
-    """Join a multi-process run when JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID are set."""
-    import os
-
-    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
-    if not address:
-        return False
-    try:
-        count, index = int(os.environ["JAX_NUM_PROCESSES"]), int(os.environ["JAX_PROCESS_ID"])
-    except (KeyError, ValueError):
-        raise UserError("JAX_COORDINATOR_ADDRESS is set: also set JAX_NUM_PROCESSES and JAX_PROCESS_ID") from None
-    if jax.config.jax_platforms in (None, "", "cpu"):
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=address, num_processes=count, process_id=index)
-    return True
-
-
-def make_mesh(num_devices=None):
-    devices = jax.devices()
-    if num_devices is not None:
-        if not 1 <= num_devices <= len(devices):
-            raise UserError(f"--devices {num_devices}: this run has {len(devices)} device(s)")
-        devices = devices[:num_devices]
-    return Mesh(np.array(devices), ("data",))
-
-
-def put(tree, sharding):
-    """Host arrays -> global arrays laid out by `sharding`; works with several processes too."""
-    return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda i: np.asarray(x)[i]),
-                        tree)
-
-
-def to_host(tree):
-    """Replicated global arrays -> numpy, reading this process's own copy."""
-    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)
-
-
 def prepare(cfg, docs, num_devices=None):
     """Shuffle, tokenize, split and initialize as microgpt does (rng "python") or with JAX keys."""
     rng, key, docs = None, jax.random.PRNGKey(cfg.seed), list(docs)
@@ -208,82 +173,6 @@ def prepare(cfg, docs, num_devices=None):
     return run
 
 
-def batch_sharding(run, per_step=False):
-    """The batch axis split over the mesh: axis 0 of a (R, ...) batch, axis 1 of (K, R, ...) step arrays."""
-    return NamedSharding(run.mesh, P(None, "data") if per_step else P("data"))
-
-
-def batch_loss(params, rows, n, model, compute_dtype):
-    """microgpt's loss over a batch of encoded rows: inputs rows[:, :-1], targets rows[:, 1:]."""
-    params = jax.tree.map(lambda p: p.astype(compute_dtype), params)
-    mask = jnp.arange(rows.shape[-1] - 1) < n[..., None]
-    return gpt.loss(params, rows[..., :-1], rows[..., 1:], mask, model)
-
-
-def rows_per_step(batch_size, num_devices):
-    """Rows a step packs its documents into: two names share a row of block_size almost always."""
-    rows = 1 if batch_size == 1 else batch_size // 2 + max(2, batch_size // 32)
-    return -(-rows // num_devices) * num_devices
-
-
-def pack(lengths, idx, block_size, rows, multiple=1):
-    """Pair each step's documents for packed rows: the longest left with the shortest that fits beside it.
-
-    lengths (N,): real positions of every document; idx (K, B): each step's documents. Returns
-    (K, R, 2) document indices, -1 for none: R = `rows`, or more (a multiple of `multiple`) when a step
-    needs more. A padded row costs as much as a full one, and a name fills under half of one.
-    """
-    steps = []
-    for docs in idx:
-        order = docs[np.argsort(-lengths[docs], kind="stable")]
-        i, j, step = 0, len(order) - 1, []
-        while i <= j:
-            if i < j and lengths[order[i]] + lengths[order[j]] <= block_size:
-                step.append((order[i], order[j]))
-                j -= 1
-            else:
-                step.append((order[i], -1))
-            i += 1
-        steps.append(step)
-    need = max(len(step) for step in steps)
-    pairs = np.full((len(steps), rows if need <= rows else -(-need // multiple) * multiple, 2), -1, np.int32)
-    for k, step in enumerate(steps):
-        pairs[k, : len(step)] = step
-    return pairs
-
-
-def unpack(rows, n, pairs, batch_size, dtype):
-    """The packed batch of pairs (R, 2): tokens, targets, positions and segment ids (R, T), and loss
-    weights 1 / (document length * batch_size) on real positions, 0 on padding, so that the weighted
-    sum of -log p is microgpt's loss: the mean over documents of each one's mean."""
-    T = rows.shape[-1] - 1
-    first, second = pairs[:, :1], pairs[:, 1:]
-    n_first = jnp.where(first >= 0, n[jnp.maximum(first, 0)], 0)
-    n_second = jnp.where(second >= 0, n[jnp.maximum(second, 0)], 0)
-    pos = jnp.arange(T)
-    in_first, real = pos < n_first, pos < n_first + n_second
-    doc = jnp.maximum(jnp.where(in_first, first, second), 0)
-    offset = jnp.where(in_first, pos, jnp.where(real, pos - n_first, 0))
-    segments = jnp.where(in_first, 0, jnp.where(real, 1, 2))  # padding is a segment of its own
-    length = jnp.where(in_first, n_first, n_second)
-    weights = jnp.where(real, 1 / (jnp.maximum(length, 1).astype(dtype) * batch_size), 0).astype(dtype)
-    return rows[doc, offset], rows[doc, offset + 1], offset, segments, weights
-
-
-def one_per_row(rows, n, idx, dtype):
-    """The batch of documents idx (B,) one per row, with `unpack`'s outputs: a single document needs
-    no packing (microgpt's layout), and positions and segments are then implicit."""
-    real = jnp.arange(rows.shape[-1] - 1) < n[idx][:, None]
-    weights = jnp.where(real, 1 / (n[idx][:, None].astype(dtype) * idx.shape[0]), 0).astype(dtype)
-    return rows[idx, :-1], rows[idx, 1:], None, None, weights
-
-
-def packed_loss(params, batch, model, compute_dtype):
-    tokens, targets, positions, segments, weights = batch
-    params = jax.tree.map(lambda p: p.astype(compute_dtype), params)
-    return jnp.sum(weights * gpt.token_nll(params, tokens, targets, model, positions, segments))
-
-
 def make_train_chunk(run, compiler_options=None):
     """jit(params, opt_state, rows, n, ids) -> (params, opt_state, losses (K,)): K steps in one scan.
     `compiler_options` for XLA, by default CPU_COMPILER_OPTIONS for long runs on the CPU.
@@ -296,7 +185,7 @@ def make_train_chunk(run, compiler_options=None):
     """
     model, optimizer, dtype, b = run.model, run.optimizer, run.cfg.compute_dtype, run.cfg.batch_size
     loss_dtype = jnp.promote_types(run.cfg.param_dtype, jnp.float32)
-    row_sharding = batch_sharding(run)
+    row_sharding = batch_sharding(run.mesh)
 
     def chunk(params, opt_state, rows, n, ids):
         flat, unravel = ravel_pytree(params)
@@ -324,7 +213,7 @@ def step_ids(run, idx):
     else their packing into pairs, on the devices and split along the batch."""
     if run.cfg.batch_size > 1:
         idx = pack(run.lengths, idx, run.cfg.block_size, run.rows, run.mesh.size)
-    return put(idx.astype(np.int32), batch_sharding(run, per_step=True))
+    return put(idx.astype(np.int32), batch_sharding(run.mesh, per_step=True))
 
 
 def batch_indices(run, start, count):
