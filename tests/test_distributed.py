@@ -39,6 +39,9 @@ def test_eight_devices_match_one_and_split_the_batch(names, tmp_path):
     out1 = finish(train("--data", names, *BATCHED, "--steps", 50, "--metrics-file", tmp_path / "1.jsonl",
                         "--devices", 1))
     assert "devices: 8 (cpu)" in out8 and "devices: 1 (cpu)" in out1
+    bad = train("--data", names, "--rng", "jax", "--batch-size", 12)
+    assert bad.communicate(timeout=120)[1].strip() == ("error: batch size 12 does not divide over 8 devices; "
+                                                        "use a multiple of 8 or --devices")
     l8, l1 = losses(tmp_path / "8.jsonl"), losses(tmp_path / "1.jsonl")
     assert len(l8) == 50
     np.testing.assert_allclose(l8, l1, rtol=1e-5)
