@@ -2,14 +2,16 @@
 sharded over devices, evaluated, checkpointed and resumable.
 
 One jitted function runs `chunk` steps per dispatch with `lax.scan`; each step is loss, gradient and
-optax update in one jit region. The documents live on the device; each step gathers its batch from
-an index array the host computes, sharded along the batch axis over a 1-D device mesh.
+optax update in one jit region. The documents live on the device; each step gathers its rows from the
+document indices (or packed pairs of them) that the host computes, split along the batch axis over a
+1-D device mesh.
 """
 
 import dataclasses
 import math
 import random
 from dataclasses import dataclass
+from functools import cached_property
 
 import jax
 import jax.numpy as jnp
@@ -121,7 +123,7 @@ class Run:
     def replicated(self):
         return NamedSharding(self.mesh, P())
 
-    @property
+    @cached_property
     def lengths(self):
         """Real positions of every training document, on the host."""
         return to_host(self.data[1])
