@@ -9,8 +9,8 @@ import jax
 import numpy as np
 
 from . import checkpoint
-from .cli import UserError
 from .batches import batch_loss
+from .cli import UserError
 from .devices import put, to_host
 from .trainer import RESUME_MAY_CHANGE, TrainConfig, batch_indices, make_train_chunk, step_ids
 
@@ -37,7 +37,10 @@ def save(run, out):
 
 def resumed_config(meta, overrides):
     """The checkpoint's TrainConfig, with `overrides` (flags given now) that may change on resume."""
-    saved = TrainConfig(**meta["train"])
+    try:
+        saved = TrainConfig(**meta["train"])
+    except (KeyError, TypeError) as e:
+        raise UserError(f"damaged checkpoint: its training settings do not read ({e})") from None
     for name, value in overrides.items():
         if name not in RESUME_MAY_CHANGE and value != getattr(saved, name):
             raise UserError(f"checkpoint does not match: it was trained with {name}={getattr(saved, name)!r}, "
