@@ -104,6 +104,9 @@ def test_checkpoint_round_trip_damage_and_mismatch(tiny_data, tmp_path):
             checkpoint.read_checkpoint(out)
     with pytest.raises(UserError, match="no checkpoint"):
         checkpoint.read_checkpoint(tmp_path / "nowhere")
+    checkpoint.save_checkpoint(out, {"w": np.ones(2)}, {}, {"train": {"n_embd": 8, "colour": "red"}})
+    with pytest.raises(UserError, match="damaged checkpoint: its training settings do not read"):
+        gpt_cli.main(["--data", str(tiny_data), "--out", str(out), "--resume"])
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
