@@ -117,7 +117,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match="cannot write a checkpoint .*disk full"):
         checkpoint.save_checkpoint(tmp_path, {"w": np.full(3, 2.0)}, opt, {"step": 2})
     tensors, meta = checkpoint.read_checkpoint(tmp_path)
     assert meta == {"step": 1} and np.array_equal(tensors["params['w']"], np.ones(3))

@@ -28,17 +28,20 @@ def _named_leaves(prefix, tree):
 def save_checkpoint(directory, params, opt_state, meta):
     """Write DIR/checkpoint.safetensors so that a reader sees the old file or the new one, never half."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: np.asarray(jax.device_get(v)) for k, v in
                {**_named_leaves("params", params), **_named_leaves("opt", opt_state)}.items()}
     blob = save(tensors, metadata={"format": FORMAT, "meta": json.dumps(meta), "sha256": _digest(tensors)})
     path = directory / FILENAME
     tmp = directory / f".{FILENAME}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(blob)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"cannot write a checkpoint to {directory}: {e.strerror or e}") from None
     return path
 
 

@@ -80,7 +80,12 @@ def main(argv=None):
     if args.probe is not None:
         show_probe(say, "before training", sampling.probe(devices.to_host(run.params), run.model, run.tokenizer, args.probe), args.probe)
 
-    metrics = open(args.metrics_file, "a" if saved else "w") if args.metrics_file and main_process else None
+    metrics = None
+    if args.metrics_file and main_process:
+        try:
+            metrics = open(args.metrics_file, "a" if saved else "w")
+        except OSError as e:
+            raise UserError(f"cannot write the metrics file {args.metrics_file}: {e.strerror}") from None
     history = []
 
     def on_chunk(run, rows, tokens_per_second):
