@@ -8,9 +8,14 @@ import numpy as np
 from models import gpt
 
 
+def in_compute_dtype(params, compute_dtype):
+    """Mixed precision: the model computes in compute_dtype from master parameters kept wider."""
+    return jax.tree.map(lambda p: p.astype(compute_dtype), params)
+
+
 def batch_loss(params, rows, n, model, compute_dtype):
     """microgpt's loss over a batch of encoded rows: inputs rows[:, :-1], targets rows[:, 1:]."""
-    params = jax.tree.map(lambda p: p.astype(compute_dtype), params)
+    params = in_compute_dtype(params, compute_dtype)
     mask = jnp.arange(rows.shape[-1] - 1) < n[..., None]
     return gpt.loss(params, rows[..., :-1], rows[..., 1:], mask, model)
 
@@ -75,5 +80,5 @@ def one_per_row(rows, n, idx, dtype):
 
 def packed_loss(params, batch, model, compute_dtype):
     tokens, targets, positions, segments, weights = batch
-    params = jax.tree.map(lambda p: p.astype(compute_dtype), params)
+    params = in_compute_dtype(params, compute_dtype)
     return jnp.sum(weights * gpt.token_nll(params, tokens, targets, model, positions, segments))
