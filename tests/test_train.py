@@ -207,6 +207,9 @@ def test_metrics_and_plot(tiny_data, tmp_path):
     assert [r["step"] for r in rows if "loss" in r] == list(range(1, 13))
     assert [r["step"] for r in rows if "val_loss" in r] == [0, 5, 10, 12]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    gpt_cli.main(["--data", str(tiny_data), "--steps", "4", "--val-fraction", "0.25", "--eval-every", "0",
+                  "--num-samples", "0", "--metrics-file", str(metrics), *SMALL])
+    assert [r["step"] for r in read_metrics(metrics)] == [1, 2, 3, 4]  # --eval-every 0: no evaluation
 
 
 # data and bad input ---------------------------------------------------------------------------------

@@ -73,7 +73,8 @@ def train(run, until=None, out=None, save_every=0, on_chunk=None):
         run._train_chunk = make_train_chunk(run)
     k, cfg = run.cfg.chunk, run.cfg
     host_n = run.lengths
-    pending = [{"step": 0, "val_loss": evaluate(run)}] if run.val_docs and run.step == 0 else []
+    evaluating = bool(run.val_docs) and cfg.eval_every > 0
+    pending = [{"step": 0, "val_loss": evaluate(run)}] if evaluating and run.step == 0 else []
     interrupted = threading.Event()
     old_handler = None
     if threading.current_thread() is threading.main_thread():
@@ -81,7 +82,7 @@ def train(run, until=None, out=None, save_every=0, on_chunk=None):
     try:
         while run.step < until and not interrupted.is_set():
             boundaries = [until, run.step + k]
-            for every in (cfg.eval_every if run.val_docs else 0, save_every if out else 0):
+            for every in (cfg.eval_every if evaluating else 0, save_every if out else 0):
                 if every:
                     boundaries.append((run.step // every + 1) * every)
             count = min(boundaries) - run.step
@@ -98,7 +99,7 @@ def train(run, until=None, out=None, save_every=0, on_chunk=None):
                 raise UserError(f"loss is {losses[bad[0]]} at step {run.step + bad[0] + 1}: training stopped; {kept}")
             rows, pending = pending + [{"step": run.step + i + 1, "loss": float(x)} for i, x in enumerate(losses)], []
             run.step += count
-            if run.val_docs and (run.step % cfg.eval_every == 0 or run.step == run.total_steps) and cfg.eval_every:
+            if evaluating and (run.step % cfg.eval_every == 0 or run.step == run.total_steps):
                 rows.append({"step": run.step, "val_loss": evaluate(run)})
             if out and (run.step == until or (save_every and run.step % save_every == 0)):
                 save(run, out)

@@ -1,5 +1,7 @@
 """Sampling names from a trained GPT with the KV-cache decoder, and the lesson's probe of one context."""
 
+from functools import lru_cache, partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,20 +11,21 @@ from models import gpt
 from .cli import UserError
 
 
+@partial(jax.jit, static_argnames="config")
+def _next_probs(params, cache, token, pos, temperature, config):
+    logits, cache = gpt.decode_step(params, cache, token, pos, config)
+    return jax.nn.softmax(logits / temperature), cache
+
+
 def sample_python(params, config, tokenizer, rng, num_samples, temperature):
     """microgpt's sampler: from BOS, softmax(logits / temperature), one `rng.choices` draw per token,
     until BOS or block_size tokens. Uses and advances the Python `random.Random` it is given."""
-    @jax.jit
-    def next_probs(params, cache, token, pos, temperature):
-        logits, cache = gpt.decode_step(params, cache, token, pos, config)
-        return jax.nn.softmax(logits / temperature), cache
-
     dtype = params["wte"].dtype
     names = []
     for _ in range(num_samples):
         cache, token, out = gpt.init_cache(config, dtype), tokenizer.bos, []
         for pos in range(config.block_size):
-            probs, cache = next_probs(params, cache, token, pos, temperature)
+            probs, cache = _next_probs(params, cache, token, pos, temperature, config)
             token = rng.choices(range(config.vocab_size), weights=np.asarray(probs).tolist())[0]
             if token == tokenizer.bos:
                 break
@@ -31,11 +34,13 @@ def sample_python(params, config, tokenizer, rng, num_samples, temperature):
     return names
 
 
+@lru_cache(maxsize=8)
 def make_sampler(config, num_samples, temperature):
     """A jitted f(params, key, prompt, prompt_len) -> tokens (num_samples, block_size).
 
     Every sample starts from BOS followed by the prompt's tokens (forced), then draws from
     softmax(logits / temperature) with its own key; `lax.scan` over positions, `vmap` over samples.
+    Cached, so that drawing again with the same settings does not trace and compile again.
     """
 
     def one(params, key, prompt, prompt_len):
