@@ -78,7 +78,8 @@ def main(argv=None):
         f"{run.model.vocab_size} | num params: {sum(p.size for p in run.params.values())} | truncated to "
         f"block_size: {run.truncated}" + (f" | resumed at step {run.step}" if saved else ""))
     if args.probe is not None:
-        show_probe(say, "before training", sampling.probe(devices.to_host(run.params), run.model, run.tokenizer, args.probe), args.probe)
+        dist = sampling.probe(devices.to_host(run.params), run.model, run.tokenizer, args.probe)
+        show_probe(say, "before training", dist, args.probe)
 
     metrics = None
     if args.metrics_file and main_process:
