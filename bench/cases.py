@@ -95,7 +95,7 @@ def preset(args):
                     "jit per step, Python loop", plain * 1e6),
                 row("microgpt preset: train-step compile", "compile_s", compile_s, "s")]
     if jax.default_backend() == "cpu":  # the same step compiled as for long runs (trainer.LONG_RUN_DOCS)
-        long_chunk = trainer.make_train_chunk(run, trainer.CPU_COMPILER_OPTIONS)
+        long_chunk = trainer.make_train_chunk(run, long_run=True)
         start = time.perf_counter()
         long_chunk.lower(run.params, run.opt_state, *run.data, idx).compile()
         long_compile_s = time.perf_counter() - start

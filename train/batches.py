@@ -78,6 +78,18 @@ def one_per_row(rows, n, idx, dtype):
     return rows[idx, :-1], rows[idx, 1:], None, None, weights
 
 
+def length_buckets(block_size):
+    """Row lengths a one-document step may be cut to: half the block and the whole block. Positions past
+    a document's end change nothing (their loss weight is 0 and attention is causal) but cost as much as
+    real ones, and 85% of names fit in 8 of the 16 (the microgpt step: 35 µs at 16 positions, 20 at 8)."""
+    return tuple(sorted({max(1, block_size // 2), block_size}))
+
+
+def first_positions(batch, length):
+    """The batch cut to its first `length` positions."""
+    return tuple(None if x is None else x[..., :length] for x in batch)
+
+
 def packed_loss(params, batch, model, compute_dtype):
     tokens, targets, positions, segments, weights = batch
     params = in_compute_dtype(params, compute_dtype)

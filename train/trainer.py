@@ -11,7 +11,7 @@ import dataclasses
 import math
 import random
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from models import gpt, gpt_scalar
 
-from .batches import one_per_row, pack, packed_loss, rows_per_step, unpack
+from .batches import first_positions, length_buckets, one_per_row, pack, packed_loss, rows_per_step, unpack
 from .cli import UserError
 from .data import Tokenizer, encode_docs
 from .devices import batch_sharding, make_mesh, put, to_host
@@ -33,7 +33,8 @@ RESUME_MAY_CHANGE = {"steps", "epochs", "eval_every", "chunk"}  # they change ho
 # project's small matrices both cost more than they save (`python -m bench`: the microgpt step 51 ->
 # 36 µs, batch 256 of the default model 26 -> 11 µs a document, on 2 cores), but compiling without
 # them takes about a second longer. So runs that train on at least LONG_RUN_DOCS documents opt out;
-# shorter ones, the 1,000-document microgpt job among them, finish sooner with the defaults.
+# shorter ones, the 1,000-document microgpt job among them, finish sooner with the defaults. Long runs
+# of one document a step also compile one step per length bucket (`length_buckets`), for the same reason.
 CPU_COMPILER_OPTIONS = {"xla_cpu_multi_thread_eigen": False, "xla_cpu_experimental_ynn_fusion_type": ""}
 LONG_RUN_DOCS = 20_000
 KEY_PURPOSES = ("shuffle", "init", "batches", "sample")  # rng "jax": one subkey of the seed's key each
@@ -175,39 +176,50 @@ def prepare(cfg, docs, num_devices=None):
     return run
 
 
-def make_train_chunk(run, compiler_options=None):
+def make_train_chunk(run, long_run=None):
     """jit(params, opt_state, rows, n, ids) -> (params, opt_state, losses (K,)): K steps in one scan.
-    `compiler_options` for XLA, by default CPU_COMPILER_OPTIONS for long runs on the CPU.
 
     ids: with batch_size 1, (K, 1) document indices, one document a step; else (K, R, 2) pairs, each
     step on the packed rows its pairs name (see `pack` and `step_ids`).
 
     Parameters and optimizer state are donated. Inside, the parameters travel as one flat vector,
-    so Adam is a few large element-wise ops rather than a set per matrix.
+    so Adam is a few large element-wise ops rather than a set per matrix. `long_run` (by default: at
+    least LONG_RUN_DOCS documents) compiles for speed over compile time: CPU_COMPILER_OPTIONS on the
+    CPU, and one-document steps cut to the shortest of `length_buckets` that holds the document.
     """
     model, optimizer, dtype, b = run.model, run.optimizer, run.cfg.compute_dtype, run.cfg.batch_size
     loss_dtype = jnp.promote_types(run.cfg.param_dtype, jnp.float32)
     row_sharding = batch_sharding(run.mesh)
+    if long_run is None:
+        long_run = run.total_steps * b >= LONG_RUN_DOCS
+    # one document a step (packed rows are nearly full): as many positions as the shortest bucket that holds it
+    buckets = length_buckets(model.block_size) if long_run and b == 1 else (model.block_size,)
 
     def chunk(params, opt_state, rows, n, ids):
         flat, unravel = ravel_pytree(params)
+
+        def loss_and_grad(flat, batch, length):
+            batch = first_positions(batch, length)
+            return jax.value_and_grad(lambda f: packed_loss(unravel(f), batch, model, dtype))(flat)
 
         def step(carry, ids):
             flat, opt_state = carry
             batch = unpack(rows, n, ids, b, loss_dtype) if b > 1 else one_per_row(rows, n, ids, loss_dtype)
             batch = jax.lax.with_sharding_constraint(batch, row_sharding)
-            loss, grads = jax.value_and_grad(lambda f: packed_loss(unravel(f), batch, model, dtype))(flat)
+            if len(buckets) == 1:
+                loss, grads = loss_and_grad(flat, batch, buckets[0])
+            else:
+                which = jnp.searchsorted(jnp.array(buckets), jnp.max(n[ids]))
+                loss, grads = jax.lax.switch(which, [partial(loss_and_grad, length=t) for t in buckets], flat, batch)
             updates, opt_state = optimizer.update(grads, opt_state, flat)
             return (optax.apply_updates(flat, updates), opt_state), loss.astype(loss_dtype)
 
         (flat, opt_state), losses = jax.lax.scan(step, (flat, opt_state), ids)
         return unravel(flat), opt_state, losses
 
-    if compiler_options is None and run.mesh.devices.flat[0].platform == "cpu":
-        long_run = run.total_steps * run.cfg.batch_size >= LONG_RUN_DOCS
-        compiler_options = CPU_COMPILER_OPTIONS if long_run else {}
+    on_cpu = run.mesh.devices.flat[0].platform == "cpu"
     return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=(run.replicated,) * 3,
-                   compiler_options=compiler_options or None)
+                   compiler_options=CPU_COMPILER_OPTIONS if long_run and on_cpu else None)
 
 
 def step_ids(run, idx):
