@@ -29,13 +29,15 @@ from .devices import batch_sharding, make_mesh, put, to_host
 
 DTYPES = {"float64": jnp.float64, "float32": jnp.float32, "bfloat16": jnp.bfloat16}
 RESUME_MAY_CHANGE = {"steps", "epochs", "eval_every", "chunk"}  # they change how long, not what
-# XLA's CPU defaults split every op over the threads and hand matrix products to YNNPACK. For this
-# project's small matrices both cost more than they save (`python -m bench`: the microgpt step 51 ->
-# 36 µs, batch 256 of the default model 26 -> 11 µs a document, on 2 cores), but compiling without
-# them takes about a second longer. So runs that train on at least LONG_RUN_DOCS documents opt out;
-# shorter ones, the 1,000-document microgpt job among them, finish sooner with the defaults. Long runs
-# of one document a step also compile one step per length bucket (`length_buckets`), for the same reason.
-CPU_COMPILER_OPTIONS = {"xla_cpu_multi_thread_eigen": False, "xla_cpu_experimental_ynn_fusion_type": ""}
+# XLA's CPU defaults split every op over the threads, which for this project's small matrices costs
+# more than it saves, and hand matrix products to YNNPACK, which is quicker than XLA's own in float32
+# but not in float64 (`python -m bench`, 2 cores: the float64 microgpt step 51 -> 36 µs without
+# either; float32 at n_embd 64 x 4 layers 0.77x the time with YNNPACK kept). Compiling without
+# YNNPACK takes about a second longer, and the bucketed step (`length_buckets`) more. So runs that
+# train on at least LONG_RUN_DOCS documents use these; shorter ones, the 1,000-document microgpt job
+# among them, finish sooner with the defaults.
+CPU_COMPILER_OPTIONS = {"xla_cpu_multi_thread_eigen": False}
+CPU_FLOAT64_OPTIONS = {**CPU_COMPILER_OPTIONS, "xla_cpu_experimental_ynn_fusion_type": ""}
 LONG_RUN_DOCS = 20_000
 KEY_PURPOSES = ("shuffle", "init", "batches", "sample")  # rng "jax": one subkey of the seed's key each
 
@@ -184,8 +186,8 @@ def make_train_chunk(run, long_run=None):
 
     Parameters and optimizer state are donated. Inside, the parameters travel as one flat vector,
     so Adam is a few large element-wise ops rather than a set per matrix. `long_run` (by default: at
-    least LONG_RUN_DOCS documents) compiles for speed over compile time: CPU_COMPILER_OPTIONS on the
-    CPU, and one-document steps cut to the shortest of `length_buckets` that holds the document.
+    least LONG_RUN_DOCS documents) compiles for speed over compile time: CPU_COMPILER_OPTIONS (float64:
+    CPU_FLOAT64_OPTIONS) on the CPU, and one-document steps cut to the shortest `length_buckets`.
     """
     model, optimizer, dtype, b = run.model, run.optimizer, run.cfg.compute_dtype, run.cfg.batch_size
     loss_dtype = jnp.promote_types(run.cfg.param_dtype, jnp.float32)
@@ -217,9 +219,10 @@ def make_train_chunk(run, long_run=None):
         (flat, opt_state), losses = jax.lax.scan(step, (flat, opt_state), ids)
         return unravel(flat), opt_state, losses
 
-    on_cpu = run.mesh.devices.flat[0].platform == "cpu"
-    return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=(run.replicated,) * 3,
-                   compiler_options=CPU_COMPILER_OPTIONS if long_run and on_cpu else None)
+    options = None
+    if long_run and run.mesh.devices.flat[0].platform == "cpu":
+        options = CPU_FLOAT64_OPTIONS if dtype == jnp.float64 else CPU_COMPILER_OPTIONS
+    return jax.jit(chunk, donate_argnums=(0, 1), out_shardings=(run.replicated,) * 3, compiler_options=options)
 
 
 def step_ids(run, idx):
