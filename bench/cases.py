@@ -231,6 +231,7 @@ def torch_batched(model, rows, n, idx, reps):
 
     from .torch_microgpt import make_batched_step
 
+    torch.set_num_threads(1)  # as in the whole job (see bench/torch_microgpt.py): threads spin under load
     _, step = make_batched_step(model.vocab_size, model.n_embd, model.n_head, model.n_layer, model.block_size)
     rows, n = torch.from_numpy(np.asarray(rows)).long(), torch.from_numpy(np.asarray(n)).long()
     batches = [(rows[i], n[i]) for i in torch.from_numpy(idx[:5]).long()]
