@@ -21,7 +21,10 @@ from train.cli import UserError
 
 from .conftest import ROOT
 
-ENTRY_POINTS = {"train.gpt": [], "train.sample": ["--checkpoint", "x"], "train.mlp": []}
+# Every command-line entry point: each builds its parser in a function of its own, `build_parser`.
+ENTRY_POINTS = sorted(f"{path.parent.name}.{path.stem}".removesuffix(".__main__")
+                      for folder in ("train", "bench") for path in (ROOT / folder).glob("*.py")
+                      if "def build_parser" in path.read_text())
 SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-samples", "0"]
 
 
@@ -41,12 +44,25 @@ def bad_values(kind, bounds):
     return values
 
 
+def test_the_entry_points_are_found():
+    assert {"train.gpt", "train.sample", "train.mlp"} <= set(ENTRY_POINTS)
+
+
+def required_args(parser):
+    """A value for each required flag, so that the flag under test is the only thing wrong."""
+    args = []
+    for action in parser._actions:
+        if action.required and action.option_strings:
+            args += [action.option_strings[0], str(action.choices[0]) if action.choices else "x"]
+    return args
+
+
 def numeric_flags():
-    for module, required in ENTRY_POINTS.items():
+    for module in ENTRY_POINTS:
         parser = importlib.import_module(module).build_parser()
         for action in parser._actions:
             if action.option_strings and action.type is not None:
-                yield module, required, action
+                yield module, required_args(parser), action
 
 
 def test_every_numeric_flag_goes_through_a_checked_type():
