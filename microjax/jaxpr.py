@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .engine import Value, _data
 from .passes import depends_on, oldest, topological_order
-from .transforms import trace, tree_flatten
+from .transforms import pauses_cycle_collection, trace, tree_flatten
 
 __all__ = ["make_jaxpr", "Jaxpr", "Eqn"]
 
@@ -66,6 +66,7 @@ def make_jaxpr(f):
     """Return a function that traces f on its arguments (every argument's leaves become the inputs) and
     returns the graph as a `Jaxpr`; print it to read it in JAX's notation."""
 
+    @pauses_cycle_collection
     def jaxpr(*args):
         out, traced = trace(f, args, tuple(range(len(args))))
         inputs = [v for _, values in traced for v in values]
