@@ -5,7 +5,7 @@ relu, ...); constants are literals (`2.0:f64[]`). `dot` and `sum` nodes, which J
 primitive for, are written out as the `mul`s and `add`s that compute them, left to right. Nodes that do
 not depend on the inputs (closed-over Values) print as literals, and a nested transform's fresh inputs
 (`copy`) as the Values they stand for, so the jaxpr of `grad(f)` is f's forward pass followed by its
-backward pass, as JAX prints it.
+backward pass. Only what the outputs need is printed (JAX also lists unused equations, as `_`).
 """
 
 import itertools
