@@ -34,8 +34,7 @@ def finite(*trees):
        program=st.lists(st.tuples(st.sampled_from(UNARY + BINARY), st.integers(0, 50), st.integers(0, 50)),
                         min_size=1, max_size=12))
 def test_random_graphs_forward_mode_hessian_hvp_and_third_order_match_jax(leaves, direction, program):
-    n = len(leaves)
-    v = direction[:n]
+    n, v = len(leaves), direction
     f = lambda xs: run_program(program, xs, mj)  # noqa: E731
     jf = lambda xs: run_program(program, list(xs), _Jax)  # noqa: E731
     line = lambda t: f([x + t * d for x, d in zip(leaves, v)])  # noqa: E731  f along v, for the third derivative
