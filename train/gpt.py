@@ -44,6 +44,7 @@ def build_parser():
     p.add_argument("--metrics-file", help="write one JSON object per step (and per evaluation)")
     p.add_argument("--plot", help="save a PNG of the loss curve here")
     p.add_argument("--probe", help="print the next-character distribution after this context, before and after")
+    p.add_argument("--probe-plot", help="save a bar chart of the --probe distributions, before and after, here")
     return p
 
 
@@ -54,6 +55,8 @@ def main(argv=None):
         raise UserError("--resume needs --out DIR, the checkpoint directory")
     if args.temperature <= 0 or args.num_samples < 0:
         raise UserError("need --temperature > 0 and --num-samples >= 0")
+    if args.probe_plot and args.probe is None:
+        raise UserError("--probe-plot needs --probe CONTEXT, the context whose next character it charts")
 
     import jax  # after argument parsing, so that --help and bad flags answer at once
 
@@ -78,8 +81,8 @@ def main(argv=None):
         f"{run.model.vocab_size} | num params: {sum(p.size for p in run.params.values())} | truncated to "
         f"block_size: {run.truncated}" + (f" | resumed at step {run.step}" if saved else ""))
     if args.probe is not None:
-        dist = sampling.probe(devices.to_host(run.params), run.model, run.tokenizer, args.probe)
-        show_probe(say, "before training", dist, args.probe)
+        before = sampling.probe(devices.to_host(run.params), run.model, run.tokenizer, args.probe, top=None)
+        show_probe(say, "before training", before, args.probe)
 
     metrics = None
     if args.metrics_file and main_process:
@@ -114,7 +117,12 @@ def main(argv=None):
         say(f"saved checkpoint at step {run.step} to {args.out}")
     params = devices.to_host(run.params)
     if args.probe is not None:
-        show_probe(say, "after training", sampling.probe(params, run.model, run.tokenizer, args.probe), args.probe)
+        after = sampling.probe(params, run.model, run.tokenizer, args.probe, top=None)
+        show_probe(say, "after training", after, args.probe)
+        if args.probe_plot and main_process:
+            from .pictures import plot_probe
+
+            say(f"saved the next-character chart to {plot_probe(args.probe, before, after, args.probe_plot)}")
     if args.plot and main_process:
         from .plot import plot_losses
 
@@ -132,7 +140,7 @@ def main(argv=None):
 
 
 def show_probe(say, when, dist, context):
-    say(f"next character after {context!r}, {when}: " + "  ".join(f"{c} {p:5.1%}" for c, p in dist))
+    say(f"next character after {context!r}, {when}: " + "  ".join(f"{c} {p:5.1%}" for c, p in dist[:5]))
 
 
 if __name__ == "__main__":
