@@ -14,7 +14,7 @@ import pytest
 import microjax as mj
 from microjax import draw
 from models import gpt
-from train import attention as attention_cli, check, gpt as gpt_cli, mlp as mlp_cli, pictures
+from train import attention as attention_cli, check, gpt as gpt_cli, gradcheck, mlp as mlp_cli, pictures
 from train.cli import UserError
 from train.data import Tokenizer
 
@@ -86,9 +86,9 @@ def test_a_relu_kink_within_the_step_does_not_fail_the_check():
     """relu(x - 3e-7) at x = 0: the derivative is 0, but the central difference at h = 1e-5 straddles the
     kink and reads ~0.5; at h / 100 it does not."""
     f = lambda x: jax.nn.relu(x - 3e-7)  # noqa: E731
-    assert check._fd_error(f, 0.0, 1.0, 1e-5, 0.0) == 0.0
-    assert check._fd_error(f, 0.0, 1.0, 1e-5, 1e-6) == pytest.approx(1e-6)  # a wrong derivative still shows
-    assert check._fd_error(f, 0.0, 1.0, 1e-3, 0.0) > 0.4  # a kink within all three steps does
+    assert gradcheck._fd_error(f, 0.0, 1.0, 1e-5, 0.0) == 0.0
+    assert gradcheck._fd_error(f, 0.0, 1.0, 1e-5, 1e-6) == pytest.approx(1e-6)  # a wrong derivative still shows
+    assert gradcheck._fd_error(f, 0.0, 1.0, 1e-3, 0.0) > 0.4  # a kink within all three steps does
 
 
 def test_finite_differences_sample_coordinates_per_parameter():
@@ -227,7 +227,8 @@ def test_layered_layout_puts_every_edge_left_to_right_without_recursion():
 
 def test_render_without_graphviz(tmp_path, monkeypatch):
     png, svg = draw.render(GRAPH, tmp_path / "g.png", engine="matplotlib"), tmp_path / "g.svg"
-    assert png_size(png) == (round(4 * draw.COLUMN * draw.DPI), round((2 * draw.ROW + 0.2) * draw.DPI))  # 4 layers, 2 tall
+    layers, tallest = 4, 2
+    assert png_size(png) == (round(layers * draw.COLUMN * draw.DPI), round((tallest * draw.ROW + 0.2) * draw.DPI))
     monkeypatch.setattr(shutil, "which", lambda name: None)  # a machine without Graphviz: the default route
     mj.render(GRAPH, svg)
     text = svg.read_text()
