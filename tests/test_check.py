@@ -83,18 +83,22 @@ def test_zero_tolerance_against_finite_differences_fails(capsys):
 
 
 def test_a_relu_kink_within_the_step_does_not_fail_the_check():
-    """relu(x - 3e-7) at x = 0: the derivative is 0, but the central difference at h = 1e-5 straddles the
-    kink and reads ~0.5; at h / 100 it does not."""
-    f = lambda x: jax.nn.relu(x - 3e-7)  # noqa: E731
-    assert gradcheck._fd_error(f, 0.0, 1.0, 1e-5, 0.0) == 0.0
-    assert gradcheck._fd_error(f, 0.0, 1.0, 1e-5, 1e-6) == pytest.approx(1e-6)  # a wrong derivative still shows
-    assert gradcheck._fd_error(f, 0.0, 1.0, 1e-3, 0.0) > 0.4  # a kink within all three steps does
+    """relu(x - 3e-7) at x = 0: the derivative is 0, but a central difference at s = 1e-5 straddles the
+    kink and reads ~0.5; the one-sided difference to the left does not. Kinks on both sides within every
+    step do spoil every estimate, and a wrong derivative shows whatever the kinks."""
+    one_kink = lambda x: jax.nn.relu(x - 3e-7)  # noqa: E731
+    assert gradcheck._fd_error(one_kink, 0.0, 1.0, 1e-5, 0.0) < 1e-12
+    assert gradcheck._fd_error(one_kink, 0.0, 1.0, 1e-3, 0.0) < 1e-12
+    assert gradcheck._fd_error(one_kink, 0.0, 1.0, 1e-5, 1e-6) == pytest.approx(1e-6)
+    both_sides = lambda x: jax.nn.relu(x - 3e-7) + 2 * jax.nn.relu(-x - 3e-7)  # noqa: E731
+    assert gradcheck._fd_error(both_sides, 0.0, 1.0, 1e-5, 0.0) < 1e-12  # h / 100 still fits between them
+    assert gradcheck._fd_error(both_sides, 0.0, 1.0, 1e-3, 0.0) > 0.4
 
 
 def test_finite_differences_sample_coordinates_per_parameter():
     result = check.gradient_check(check.mlp_problem(0), fd_samples=3)
     assert [r.fd_coords for r in result.rows] == [3, 3, 3, 3, 3, 1]
-    assert result.seconds["fd_evals"] == 6 * 16 and result.order == 1
+    assert result.seconds["fd_evals"] == 13 * 16 and result.order == 1
 
 
 @pytest.mark.parametrize("argv, words", [
