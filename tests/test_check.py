@@ -101,6 +101,30 @@ def test_finite_differences_sample_coordinates_per_parameter():
     assert result.seconds["fd_evals"] == 13 * 16 and result.order == 1
 
 
+@pytest.mark.slow
+def test_order_two_passes_on_a_tiny_gpt_and_the_mlp(names, capsys):
+    assert check.main(["--order", "2", "--data", str(names), *TINY_GPT, "--doc", "emma"]) == 0
+    out = capsys.readouterr().out
+    assert "the Hessian-vector product along a random direction" in out and "PASS: all 15 parameters" in out
+    rows = table(out)
+    assert len(rows) == 15 and all(exact < 1e-13 and 0 < fd < 1e-8 for exact, fd in rows.values())
+    assert check.main(["--order", "2", "--model", "mlp"]) == 0
+    assert "13 gradient evaluations" in capsys.readouterr().out
+
+
+def test_order_two_sees_a_curvature_error_the_gradient_cannot():
+    """A term 0.5 (w - w0)^2 added to microjax's loss alone: zero gradient at w0, Hessian entry 1."""
+    problem = check.mlp_problem(0)
+    w0, loss = problem.params["layer1.w"][0][0], problem.scalar_loss
+    wrong = problem._replace(scalar_loss=lambda p: loss(p) + 0.5 * (p["layer1.w"][0][0] - w0) ** 2)
+    assert all(r.ok(gradcheck.Tolerance()) for r in gradcheck.gradient_check(wrong).rows)
+    rows = {r.name: r for r in gradcheck.hvp_check(wrong, seed=3).rows}
+    assert [name for name, r in rows.items() if not r.ok(gradcheck.Tolerance())] == ["layer1.w"]
+    rng = np.random.default_rng(3)  # hvp_check's direction, drawn parameter by parameter
+    v = {name: rng.standard_normal(np.shape(value)) for name, value in problem.params.items()}
+    assert rows["layer1.w"].exact == pytest.approx(abs(v["layer1.w"][0, 0]), rel=1e-9)  # H v is off by v there
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--model", "mlp", "--n-layer", "2"], "--n-layer applies to --model gpt only"),
     (["--model", "mlp", "--doc", "emma"], "--doc applies"),
@@ -221,9 +245,9 @@ needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's d
 
 def test_layered_layout_puts_every_edge_left_to_right_without_recursion():
     nodes, edges = draw.parse_dot(GRAPH)
-    assert len(nodes) == 6 and len(edges) == 5 and nodes["n5"] == ["tanh", "data 0.9640", "grad 1.0000"]
+    assert len(nodes) == 6 and len(edges) == 5 and nodes["n3"] == ["tanh", "data 0.9640", "grad 1.0000"]
     xy = draw.layered_layout(nodes, edges)
-    assert all(xy[a][0] < xy[b][0] for a, b in edges) and xy["n5"] == (3, 0.0)
+    assert all(xy[a][0] < xy[b][0] for a, b in edges) and xy["n3"] == (3, 0.0)
     assert len(set(xy.values())) == len(xy)  # no two boxes on one spot
     chain = "\n".join([f'n{i} [label="{{ x{i} }}"];\nn{i} -> n{i + 1};' for i in range(5000)] + ['n5000 [label="y"];'])
     xy = draw.layered_layout(*draw.parse_dot(chain))  # far past Python's recursion limit
