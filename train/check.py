@@ -1,8 +1,8 @@
 """python -m train.check: the loss gradient three ways, per parameter, in float64.
 
 microjax on the scalar twin (models/gpt_scalar.py, microjax/nn.py), `jax.grad` on the JAX model
-(models/gpt.py, models/mlp.py), and central finite differences of the JAX loss. `--order 2` checks
-Hessian-vector products instead: microjax's jvp(grad) against JAX's, and against central differences
+(models/gpt.py, models/mlp.py), and finite differences of the JAX loss. `--order 2` checks
+Hessian-vector products instead: microjax's jvp(grad) against JAX's, and against finite differences
 of jax.grad. Exit status 0 when every figure is within tolerance, 1 when one is not.
 
 The problems are built here (`gpt_problem`, `mlp_problem`); the comparison is train/gradcheck.py's
@@ -77,9 +77,9 @@ def build_parser():
                        epilog=f"Each figure passes when it is <= atol + rtol * (the parameter's largest |jax| "
                               f"value). Defaults: microjax vs jax --rtol {tol.rtol:g} --atol {tol.atol:g} (exact "
                               f"methods, apart by float64 rounding, ~1e-15); jax vs finite differences --fd-rtol "
-                              f"{tol.fd_rtol:g} --fd-atol {tol.fd_atol:g} (central differences at h = {FD_STEP:g} "
-                              f"agree to ~1e-10; the figure is the smallest error at h, h / 10 and h / 100, so that "
-                              f"a ReLU kink within h of the point does not count).")
+                              f"{tol.fd_rtol:g} --fd-atol {tol.fd_atol:g} (differences at h = {FD_STEP:g} agree "
+                              f"to ~1e-10; the figure is the smallest error of the central and one-sided ones at "
+                              f"h, h / 10 and h / 100, so that a ReLU kink within h of the point does not count).")
     p.add_argument("--model", choices=("gpt", "mlp"), default="gpt",
                    help="microgpt's GPT (default) or the lesson's 3-4-4-1 MLP on its 4 examples")
     p.add_argument("--order", type=number(int, 1, 2), default=1,

@@ -1,6 +1,6 @@
 """The loss gradient (or a Hessian-vector product) three ways, per parameter, in float64.
 
-microjax on a scalar twin, JAX on the array model, and central finite differences of the JAX loss:
+microjax on a scalar twin, JAX on the array model, and finite differences of the JAX loss:
 `gradient_check` and `hvp_check` compute the figures of a `Problem` (one loss written twice over the
 same named parameters), `print_check` prints the table, the verdict and the timings. `train/check.py`
 builds the problems (microgpt's GPT, the lesson's MLP) and is the command line.
@@ -21,7 +21,7 @@ class Tolerance(NamedTuple):
 
     rtol: float = 1e-9  # microjax vs JAX: two exact methods, apart only by float64 rounding (~1e-15)
     atol: float = 1e-12
-    fd_rtol: float = 1e-6  # JAX vs central differences: h = 1e-5 leaves ~1e-10 of rounding and h^2 terms
+    fd_rtol: float = 1e-6  # JAX vs finite differences: h = 1e-5 leaves ~1e-10 of rounding and h^2 terms
     fd_atol: float = 1e-9
 
 
@@ -41,7 +41,7 @@ class Row(NamedTuple):
     shape: tuple
     scale: float  # largest |JAX value| of this parameter
     exact: float  # largest |microjax - JAX|
-    fd: float  # largest |JAX - central difference| over the coordinates differenced
+    fd: float  # largest |JAX - finite difference| over the coordinates differenced
     fd_coords: int
 
     def ok(self, tol):
@@ -132,7 +132,7 @@ def _rows(params, mj_out, jax_out, fd_errors):
 
 
 def gradient_check(problem, fd_step=FD_STEP, fd_samples=FD_SAMPLES, seed=0):
-    """The loss gradient by microjax, by jax.grad and by central differences (`fd_samples` coordinates a
+    """The loss gradient by microjax, by jax.grad and by finite differences (`fd_samples` coordinates a
     parameter: its largest |gradient| and the rest drawn with `seed`). Turns on JAX's float64."""
     import jax
     import jax.numpy as jnp
@@ -168,7 +168,7 @@ def gradient_check(problem, fd_step=FD_STEP, fd_samples=FD_SAMPLES, seed=0):
 
 def hvp_check(problem, fd_step=FD_STEP, seed=0):
     """H v along a random normal direction v (drawn with `seed`): microjax's jvp(grad) against JAX's
-    jvp(grad), and against central differences of jax.grad along v. Turns on JAX's float64."""
+    jvp(grad), and against finite differences of jax.grad along v. Turns on JAX's float64."""
     import jax
     import numpy as np
 
