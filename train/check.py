@@ -9,7 +9,6 @@ The problems are built here (`gpt_problem`, `mlp_problem`); the comparison is tr
 (`gradient_check`, `hvp_check`, `print_check`), importable from here as well.
 """
 
-import argparse
 import random
 import sys
 
@@ -71,6 +70,7 @@ def mlp_problem(seed=0):
     return Problem(f"MLP 3-{'-'.join(map(str, SIZES))}, squared error on the 4 examples", params,
                    lambda p: mj.squared_error(tree(p), XS, YS), jax_loss)
 
+
 def build_parser():
     tol = Tolerance()
     p = ArgumentParser(prog="python -m train.check", description=__doc__.split("\n\n")[0],
@@ -103,6 +103,11 @@ def build_parser():
     return p
 
 
+def model_flags(args):
+    """The GPTConfig fields given on the command line."""
+    return {k: getattr(args, k) for k in LIMITS if getattr(args, k) is not None}
+
+
 def validate(args):
     """What the flags' own types cannot see: GPT flags with the MLP, and a width the heads do not divide."""
     gpt_flags = [f for f in (*LIMITS, "data", "doc") if getattr(args, f) is not None]
@@ -112,7 +117,7 @@ def validate(args):
         from models.gpt import GPTConfig
 
         try:
-            GPTConfig(**{k: getattr(args, k) for k in LIMITS if getattr(args, k) is not None})
+            GPTConfig(**model_flags(args))
         except ValueError as e:
             raise UserError(str(e)) from None
 
@@ -124,9 +129,8 @@ def main(argv=None):
     if args.model == "gpt":
         from .data import load_docs, resolve_data_path
 
-        model = {k: getattr(args, k) for k in LIMITS if getattr(args, k) is not None}
         seed = 42 if args.seed is None else args.seed
-        problem = gpt_problem(load_docs(resolve_data_path(args.data)), seed, args.doc, **model)
+        problem = gpt_problem(load_docs(resolve_data_path(args.data)), seed, args.doc, **model_flags(args))
     else:
         seed = 0 if args.seed is None else args.seed
         problem = mlp_problem(seed)
