@@ -112,6 +112,7 @@ def test_order_two_passes_on_a_tiny_gpt_and_the_mlp(names, capsys):
     assert "13 gradient evaluations" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_order_two_sees_a_curvature_error_the_gradient_cannot():
     """A term 0.5 (w - w0)^2 added to microjax's loss alone: zero gradient at w0, Hessian entry 1."""
     problem = check.mlp_problem(0)
@@ -187,10 +188,12 @@ def logits_from_weights(params, tokens, config, weights):
     return gpt.linear(x, params["lm_head"])
 
 
+@pytest.mark.slow
 def test_attention_weights_are_the_ones_the_logits_came_from():
     config = gpt.GPTConfig(11, 8, 2, 2, 8)
     tok = Tokenizer("abcdefghij")
-    params = gpt.init(jax.random.PRNGKey(3), config, jnp.float64)
+    rng = np.random.default_rng(3)
+    params = {name: jnp.asarray(rng.normal(0, 0.3, shape)) for name, shape in gpt.param_shapes(config).items()}
     labels, weights = pictures.attention(params, config, tok, "abcaj")
     assert labels == ["BOS", "a", "b", "c", "a", "j"] and weights.shape == (2, 2, 6, 6)
     np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=0, atol=1e-12)  # each query's weights sum to 1
