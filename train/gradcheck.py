@@ -107,22 +107,6 @@ def _fd_error(f, x, direction, h, exact):
     return jnp.min(jnp.abs(exact - estimates), axis=0)
 
 
-def _flatten(tree):
-    """(one vector of every leaf, its inverse, each leaf's offset in it), leaves in sorted-key order as
-    JAX orders a dict (so that a gradient JAX returns flattens the same way as the parameters)."""
-    import jax.numpy as jnp
-    import numpy as np
-
-    names = sorted(tree)
-    offsets = np.cumsum([0] + [tree[k].size for k in names])
-    flat = jnp.concatenate([tree[k].ravel() for k in names])
-
-    def unflatten(x):
-        return {k: x[a:b].reshape(tree[k].shape) for k, a, b in zip(names, offsets, offsets[1:])}
-
-    return flat, unflatten, dict(zip(names, offsets))
-
-
 def _rows(params, mj_out, jax_out, fd_errors):
     import numpy as np
 
@@ -137,6 +121,7 @@ def gradient_check(problem, fd_step=FD_STEP, fd_samples=FD_SAMPLES, seed=0):
     import jax
     import jax.numpy as jnp
     import numpy as np
+    from jax.flatten_util import ravel_pytree
 
     params = _setup(problem)
     start = time.perf_counter()
@@ -145,8 +130,9 @@ def gradient_check(problem, fd_step=FD_STEP, fd_samples=FD_SAMPLES, seed=0):
     grads, t_compile, t_call = _timed(jax.jit(jax.grad(problem.jax_loss)), params)
 
     rng = np.random.default_rng(seed)
-    flat, unflatten, offsets = _flatten(params)
-    flat_grads = _flatten(grads)[0]
+    flat, unflatten = ravel_pytree(params)  # JAX flattens a dict in sorted-key order
+    flat_grads = ravel_pytree(grads)[0]
+    offsets = dict(zip(sorted(params), np.cumsum([0] + [params[k].size for k in sorted(params)])))
     picks = {}  # indices into `flat`, per parameter
     for name in params:
         g = np.abs(np.asarray(grads[name])).ravel()
@@ -171,6 +157,7 @@ def hvp_check(problem, fd_step=FD_STEP, seed=0):
     jvp(grad), and against finite differences of jax.grad along v. Turns on JAX's float64."""
     import jax
     import numpy as np
+    from jax.flatten_util import ravel_pytree
 
     params = _setup(problem)
     rng = np.random.default_rng(seed)
@@ -182,11 +169,15 @@ def hvp_check(problem, fd_step=FD_STEP, seed=0):
     grad = jax.grad(problem.jax_loss)
     hvp, t_compile, t_call = _timed(jax.jit(lambda p, v: jax.jvp(grad, (p,), (v,))[1]), params, direction)
 
-    flat, unflatten, _ = _flatten(params)
+    flat, unflatten = ravel_pytree(params)
+
+    def flat_grad(x):
+        return ravel_pytree(grad(unflatten(x)))[0]
+
     start = time.perf_counter()
-    fd = jax.jit(lambda x, d, e: unflatten(_fd_error(lambda y: _flatten(grad(unflatten(y)))[0], x, d, fd_step, e)))(
-        flat, _flatten(direction)[0], _flatten(hvp)[0])
-    errors = {k: np.asarray(v) for k, v in fd.items()}
+    fd = jax.jit(lambda x, d, e: _fd_error(flat_grad, x, d, fd_step, e))(
+        flat, ravel_pytree(direction)[0], ravel_pytree(hvp)[0])
+    errors = {k: np.asarray(v) for k, v in unflatten(fd).items()}
     t_fd = time.perf_counter() - start
     seconds = {"microjax": t_mj, "jax_compile": t_compile, "jax_call": t_call, "fd": t_fd, "fd_evals": 13}
     return Check(problem.title, 2, float(problem.jax_loss(params)), _rows(params, mj_hvp, hvp, errors), seconds)
