@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(Path(__file__).parent.glob("[0-9][0-9]_*.ipynb"))
 
 
-def execute(path, env=None, timeout=600):
+def execute(path, timeout=600):
     """The notebook at `path` run top to bottom (an error raises nbclient's CellExecutionError); the
-    file itself is not touched. `env` adds environment variables for the kernel."""
+    file itself is not touched."""
     nb = nbformat.read(path, as_version=4)
-    kernel_env = {**os.environ, **(env or {})}
+    kernel_env = dict(os.environ)
     kernel_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), kernel_env.get("PYTHONPATH")]))
     kernel_env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     with tempfile.TemporaryDirectory(prefix="microjax-notebook-") as cwd:

@@ -1,6 +1,5 @@
 """Shared test set-up: float64 for the cross-checks, the names data, tiny data files, tree_allclose."""
 
-import os
 from pathlib import Path
 
 import jax
@@ -12,17 +11,12 @@ jax.config.update("jax_enable_x64", True)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def names_path():
-    path = os.environ.get("MICROJAX_DATA") or ROOT.parent / "shared" / "data" / "names.txt"
-    return Path(path)
-
-
 @pytest.fixture
 def names():
-    path = names_path()
-    if not path.exists():
-        pytest.skip("names.txt not found: set MICROJAX_DATA")
-    return path
+    """The names.txt that ships inside the package: every clone has it, so no test skips for want of data."""
+    from train.data import embedded_names
+
+    return embedded_names()
 
 
 @pytest.fixture

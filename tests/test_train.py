@@ -90,10 +90,13 @@ def test_checkpoint_round_trip_damage_and_mismatch(tiny_data, tmp_path):
     assert "params['wte']" in tensors and any(k.startswith("opt") for k in tensors)
     with pytest.raises(UserError, match="does not match: it was trained with n_embd=8, not 16"):
         gpt_cli.main(["--data", str(tiny_data), "--out", str(out), "--resume", "--n-embd", "16"])
-    other = tmp_path / "other.txt"
-    other.write_text("xyz\nzzy\n")
-    with pytest.raises(UserError, match="vocabulary"):
+    other = tmp_path / "other.txt"  # the same characters, one document fewer: another order and split
+    other.write_text("\n".join(load_docs(tiny_data)[:-1]))
+    with pytest.raises(UserError, match=r"trained on other data \(64 documents from .*tiny.txt, sha256 \w+…\), "
+                                        r"not on this run's \(63 documents from .*other.txt"):
         gpt_cli.main(["--data", str(other), "--out", str(out), "--resume"])
+    with pytest.raises(UserError, match="already holds a checkpoint; add --resume"):  # a new run never overwrites
+        gpt_cli.main(["--data", str(tiny_data), "--out", str(out)])
     run = trainer.prepare(trainer.TrainConfig(n_embd=16, block_size=8), load_docs(tiny_data))
     with pytest.raises(UserError, match="shape"):
         checkpoint.restore(tensors, "params", run.params)
@@ -239,48 +242,25 @@ def test_bad_data_files(tmp_path, content, words):
         load_docs(tmp_path)
 
 
-def test_data_resolution_and_download_errors(tmp_path, monkeypatch, names):
-    import urllib.request
+def test_the_names_ship_with_the_package_and_flags_and_environment_still_win(tmp_path, monkeypatch):
+    import hashlib
 
+    from train.data import NAMES_SHA256, embedded_names
+
+    shipped = embedded_names()
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == NAMES_SHA256
+    assert len(load_docs(shipped)) == 32033
     monkeypatch.delenv("MICROJAX_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert resolve_data_path("x.txt").name == "x.txt"
-
-    def offline(*a, **k):
-        raise OSError("network unreachable")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with pytest.raises(UserError, match="--data PATH or set MICROJAX_DATA"):
-        resolve_data_path()
-
-    class Response:
-        def __init__(self, blob):
-            self.blob = blob
-
-        def read(self):
-            return self.blob
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            pass
-
-    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Response(b"tampered\n"))
-    with pytest.raises(UserError, match="sha256"):
-        resolve_data_path()
-    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Response(names.read_bytes()))
-    path = resolve_data_path()
-    assert path == tmp_path / "microjax" / "names.txt" and path.read_bytes() == names.read_bytes()
-    monkeypatch.setenv("MICROJAX_DATA", str(names))
-    assert resolve_data_path() == names
+    assert resolve_data_path() == shipped
+    monkeypatch.setenv("MICROJAX_DATA", str(tmp_path / "env.txt"))
+    assert resolve_data_path() == tmp_path / "env.txt"
+    assert resolve_data_path(tmp_path / "flag.txt") == tmp_path / "flag.txt"
 
 
 @pytest.mark.parametrize("argv, words", [
     (["--n-embd", "10", "--n-head", "3"], "divisible"),
-    (["--batch-size", "0"], "batch_size must be positive"),
-    (["--dtype", "float16"], "dtype must be one of"),
-    (["--val-fraction", "1.5"], "val_fraction"),
+    (["--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
+    (["--n-embd", "60000", "--n-head", "1", "--n-layer", "1024", "--block-size", "8"], "GiB, more than the"),
     (["--batch-size", "100"], "larger than the 64 training documents"),
     (["--resume"], "--resume needs --out"),
     (["--devices", "3"], "--devices 3"),
@@ -303,7 +283,8 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_ctrl_c_saves_and_the_run_resumes(tiny_data, tmp_path):
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_a_stop_signal_saves_and_the_run_resumes(tiny_data, tmp_path, sig, status):
     out = tmp_path / "ck"
     proc = subprocess.Popen([sys.executable, "-m", "train.gpt", "--data", str(tiny_data), "--steps", "1000000",
                              "--chunk", "50", "--out", str(out), *SMALL], cwd=ROOT, text=True,
@@ -313,10 +294,10 @@ def test_ctrl_c_saves_and_the_run_resumes(tiny_data, tmp_path):
         buffer += proc.stdout.read(1)
         assert proc.poll() is None, proc.stderr.read()
     time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert re.search(r"interrupted at step \d+; saved to", err)
+    assert proc.returncode == status, err
+    assert re.search(rf"stopped by {sig.name} at step \d+; saved to .*; continue with --resume", err)
     step = checkpoint.read_checkpoint(out)[1]["step"]
     assert step > 0 and step % 50 == 0
     gpt_cli.main(["--data", str(tiny_data), "--out", str(out), "--resume", "--until-step", str(step + 5),

@@ -1,7 +1,8 @@
 """Checkpoints as one safetensors file: arrays plus JSON metadata, nothing executable, written atomically.
 
-Layout: tensors `params/<name>` and `opt/<path>` (the optax state, named by its pytree path), and
-metadata `meta` holding step, configs, vocabulary and RNG state as JSON.
+Layout: tensors `params/<name>` and `opt/<path>` (the optax state, named by its pytree path), the
+metrics so far under `history/` (so a resumed run's metrics file and loss plot equal an uninterrupted
+run's), and metadata `meta` holding step, configs, vocabulary, data fingerprint and RNG state as JSON.
 """
 
 import hashlib
@@ -25,11 +26,12 @@ def _named_leaves(prefix, tree):
     return {prefix + jax.tree_util.keystr(path): leaf for path, leaf in leaves}
 
 
-def save_checkpoint(directory, params, opt_state, meta):
+def save_checkpoint(directory, params, opt_state, meta, history=()):
     """Write DIR/checkpoint.safetensors so that a reader sees the old file or the new one, never half."""
     directory = Path(directory)
     tensors = {k: np.asarray(jax.device_get(v)) for k, v in
                {**_named_leaves("params", params), **_named_leaves("opt", opt_state)}.items()}
+    tensors.update(history_tensors(history))
     blob = save(tensors, metadata={"format": FORMAT, "meta": json.dumps(meta), "sha256": _digest(tensors)})
     path = directory / FILENAME
     tmp = directory / f".{FILENAME}.tmp"
@@ -63,6 +65,27 @@ def read_checkpoint(directory):
     except (SafetensorError, ValueError, KeyError, json.JSONDecodeError) as e:
         raise UserError(f"damaged or foreign checkpoint {path}: {e}") from None
     return tensors, meta
+
+
+def history_tensors(rows):
+    """Metrics rows ({"step", "loss"} and {"step", "val_loss"}) as arrays; exact, float64."""
+    losses = [r for r in rows if "loss" in r]
+    vals = [r for r in rows if "val_loss" in r]
+    return {"history/step": np.array([r["step"] for r in losses], np.int64),
+            "history/loss": np.array([r["loss"] for r in losses], np.float64),
+            "history/val_step": np.array([r["step"] for r in vals], np.int64),
+            "history/val_loss": np.array([r["val_loss"] for r in vals], np.float64)}
+
+
+def history_rows(tensors):
+    """The rows back, in the order training wrote them: an evaluation follows its step's loss."""
+    if "history/step" not in tensors:
+        return []
+    rows = [(int(s), 1, {"step": int(s), "loss": float(x)})
+            for s, x in zip(tensors["history/step"], tensors["history/loss"])]
+    rows += [(int(s), 2, {"step": int(s), "val_loss": float(x)})
+             for s, x in zip(tensors["history/val_step"], tensors["history/val_loss"])]
+    return [row for *_, row in sorted(rows, key=lambda r: r[:2])]
 
 
 def _digest(tensors):

@@ -1,7 +1,15 @@
-"""What every entry point shares: one-line errors for bad input instead of tracebacks."""
+"""What every entry point shares: one-line errors for bad input, checked flags and output paths, a lock
+on an output folder, and JAX's compilation cache."""
 
+import argparse
+import datetime
+import fcntl
+import math
 import os
+import socket
 import sys
+import tempfile
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -15,6 +23,112 @@ def run(main, argv=None):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose mistakes are the project's one-line errors (`error: ...`, exit status 2), not a
+    usage block: `run` prints them, and tests calling main() directly see a UserError."""
+
+    def error(self, message):
+        raise UserError(message)
+
+
+def number(kind, low=None, high=None, *, above=None, below=None):
+    """An argparse type: an int, or a finite float, within the bounds given (low/high inclusive,
+    above/below exclusive). Every numeric flag goes through one, so zero, negative, huge, nan and inf
+    are refused before any work, with a message that states what would do."""
+    bounds = [f"{sign} {bound:,}" for sign, bound in ((">=", low), ("<=", high), (">", above), ("<", below))
+              if bound is not None]
+    wanted = f"{'an integer' if kind is int else 'a number'} {' and '.join(bounds)}".strip()
+
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        inside = ((low is None or value >= low) and (high is None or value <= high)
+                  and (above is None or value > above) and (below is None or value < below))
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    convert.bounds = {"low": low, "high": high, "above": above, "below": below}  # tests probe just outside them
+    return convert
+
+
+SEED = number(int, 0, 2**32 - 1)
+
+
+def output_file(path, flag):
+    """Make sure `path` can be written before any work: create its folder, try a file beside it.
+    Returns the path; a path that cannot be written is a UserError naming the flag."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a directory; give a file name")
+    _try_writing(path.parent, flag, path)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"cannot write {flag} {path}: permission denied")
+    return path
+
+
+def output_dir(path, flag):
+    """The same for a folder (e.g. --out): created if missing, and a file can be made in it."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder")
+    _try_writing(path, flag, path)
+    return path
+
+
+def _try_writing(folder, flag, path):
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write {flag} {path}: {e.strerror or e}") from None
+
+
+class FolderLock:
+    """An exclusive lock on an output folder for the life of a run, so two runs never write one checkpoint.
+
+    `flock` on DIR/.lock: the operating system drops it when the holder exits, however it dies
+    (kill -9, power loss), so a lock file left by a dead run never blocks the next one. The file
+    records who holds it, for the message the second run shows.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, folder, flag="--out"):
+        self.path = Path(folder) / self.NAME
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise UserError(f"{flag} {folder} is in use by a live run ({holder}); wait for it to finish "
+                            "or choose another folder") from None
+        self.file.seek(0)
+        self.file.truncate()
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        self.file.write(f"pid {os.getpid()} on {socket.gethostname()}, started {started}: "
+                        f"{' '.join([Path(sys.argv[0]).name] + sys.argv[1:])}")
+        self.file.flush()
+
+    def release(self):
+        self.file.close()  # closing drops the flock; the file stays, harmless
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 def enable_compilation_cache():

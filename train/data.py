@@ -2,50 +2,35 @@
 
 import hashlib
 import os
-import urllib.request
 from dataclasses import dataclass
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from .cli import UserError
 
-NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/988aa59/names.txt"
-NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
+NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"  # makemore @ 988aa59
 
 
 def cache_dir():
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "microjax"
 
 
+def embedded_names():
+    """The copy of makemore's names.txt that ships inside the package (see train/dataset/README.md)."""
+    return Path(str(resources.files(__package__) / "dataset" / "names.txt"))
+
+
 def resolve_data_path(path=None):
-    """--data PATH, else $MICROJAX_DATA, else makemore's names.txt downloaded once into the cache."""
-    if path:
-        return Path(path)
-    if os.environ.get("MICROJAX_DATA"):
-        return Path(os.environ["MICROJAX_DATA"])
-    cached = cache_dir() / "names.txt"
-    if not cached.exists():
-        download_names(cached)
-    return cached
+    """--data PATH, else $MICROJAX_DATA, else the names.txt shipped with the package: never the network."""
+    return Path(path or os.environ.get("MICROJAX_DATA") or embedded_names())
 
 
-def download_names(dest):
-    """Fetch names.txt from its pinned address, check its sha256, and move it into place."""
-    try:
-        with urllib.request.urlopen(NAMES_URL, timeout=30) as response:
-            blob = response.read()
-    except OSError as e:
-        raise UserError(f"no data file given and names.txt could not be downloaded ({e}); "
-                        "pass --data PATH or set MICROJAX_DATA to a text file with one document per line") from None
-    digest = hashlib.sha256(blob).hexdigest()
-    if digest != NAMES_SHA256:
-        raise UserError(f"downloaded names.txt has sha256 {digest}, expected {NAMES_SHA256}; not using it")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, dest)
+def fingerprint(docs):
+    """sha256 of the documents in file order: a checkpoint remembers which data it was trained on."""
+    return hashlib.sha256("\n".join(docs).encode()).hexdigest()
 
 
 def load_docs(path):

@@ -24,14 +24,15 @@ def evaluate(run):
 
 def checkpoint_meta(run):
     return {"step": run.step, "total_steps": run.total_steps, "train": dataclasses.asdict(run.cfg),
-            "model": dataclasses.asdict(run.model), "vocab": run.tokenizer.chars,
+            "model": dataclasses.asdict(run.model), "vocab": run.tokenizer.chars, "data": run.data_info,
             "python_rng": run.rng.getstate() if run.rng else None,
             "jax_key": np.asarray(run.key).tolist()}
 
 
 def save(run, out):
     if jax.process_index() == 0:
-        checkpoint.save_checkpoint(out, to_host(run.params), to_host(run.opt_state), checkpoint_meta(run))
+        checkpoint.save_checkpoint(out, to_host(run.params), to_host(run.opt_state), checkpoint_meta(run),
+                                   run.history)
     run.saved_step = run.step
 
 
@@ -49,24 +50,38 @@ def resumed_config(meta, overrides):
 
 
 def restore_run(run, tensors, meta):
-    """Load parameters, optimizer state, step and RNG state from a checkpoint into a prepared run."""
-    if meta["vocab"] != run.tokenizer.chars:
-        raise UserError(f"checkpoint vocabulary {meta['vocab']!r} differs from the data's {run.tokenizer.chars!r}")
+    """Load parameters, optimizer state, step, RNG state and the metrics so far from a checkpoint into a
+    prepared run, after checking that it was trained on the same documents."""
+    saved = meta.get("data") or {}
+    if saved.get("sha256") != run.data_info["sha256"]:
+        raise UserError(f"checkpoint was trained on other data ({_describe(saved)}), not on this run's "
+                        f"({_describe(run.data_info)}); resuming would change the document order and the split")
     run.params = put(checkpoint.restore(tensors, "params", run.params), run.replicated)
     run.opt_state = put(checkpoint.restore(tensors, "opt", run.opt_state), run.replicated)
     run.step = run.saved_step = int(meta["step"])
     if run.rng is not None and meta.get("python_rng"):
         version, internal, gauss = meta["python_rng"]
         run.rng.setstate((version, tuple(internal), gauss))
+    run.history = checkpoint.history_rows(tensors)
+
+
+def _describe(data):
+    if not data:
+        return "unknown: the checkpoint records no data fingerprint"
+    return f"{data.get('documents', '?')} documents from {data.get('path', '?')}, sha256 {data['sha256'][:12]}…"
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what schedulers send before they kill
 
 
 def train(run, until=None, out=None, save_every=0, on_chunk=None):
     """Train from run.step to `until` (default: the end of the schedule), `run.cfg.chunk` steps a dispatch.
 
-    After each dispatch `on_chunk(run, rows, tokens_per_second)` gets the new metrics rows
-    ({"step", "loss"} per step and {"step", "val_loss"} at evaluations). Returns "done" or
-    "interrupted" (Ctrl-C: the run stops after the current dispatch and saves to `out`).
-    A non-finite loss stops training with a UserError; the last checkpoint on disk is kept.
+    After each dispatch the new metrics rows ({"step", "loss"} per step and {"step", "val_loss"} at
+    evaluations) join `run.history` (which checkpoints keep) and go to `on_chunk(run, rows,
+    tokens_per_second)`. Returns "done", or the signal that stopped the run: on Ctrl-C (SIGINT) or
+    SIGTERM it finishes the current dispatch, saves to `out` and returns. A non-finite loss stops
+    training with a UserError; the last checkpoint on disk is kept.
     """
     until = run.total_steps if until is None else min(until, run.total_steps)
     if run._train_chunk is None:
@@ -75,12 +90,13 @@ def train(run, until=None, out=None, save_every=0, on_chunk=None):
     host_n = run.lengths
     evaluating = bool(run.val_docs) and cfg.eval_every > 0
     pending = [{"step": 0, "val_loss": evaluate(run)}] if evaluating and run.step == 0 else []
-    interrupted = threading.Event()
-    old_handler = None
+    stopped = []
+    old_handlers = {}
     if threading.current_thread() is threading.main_thread():
-        old_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+        old_handlers = {sig: signal.signal(sig, lambda signum, _: stopped.append(signal.Signals(signum)))
+                        for sig in STOP_SIGNALS}
     try:
-        while run.step < until and not interrupted.is_set():
+        while run.step < until and not stopped:
             boundaries = [until, run.step + k]
             for every in (cfg.eval_every if evaluating else 0, save_every if out else 0):
                 if every:
@@ -101,15 +117,16 @@ def train(run, until=None, out=None, save_every=0, on_chunk=None):
             run.step += count
             if evaluating and (run.step % cfg.eval_every == 0 or run.step == run.total_steps):
                 rows.append({"step": run.step, "val_loss": evaluate(run)})
+            run.history.extend(rows)
             if out and (run.step == until or (save_every and run.step % save_every == 0)):
                 save(run, out)
             if on_chunk:
                 on_chunk(run, rows, int(host_n[idx].sum()) / max(seconds, 1e-9))
-        if interrupted.is_set():
+        if stopped:
             if out and run.saved_step != run.step:
                 save(run, out)
-            return "interrupted"
+            return stopped[0]
         return "done"
     finally:
-        if old_handler is not None:
-            signal.signal(signal.SIGINT, old_handler)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)

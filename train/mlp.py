@@ -5,12 +5,10 @@ descent on the summed squared error: forward, backward, update, repeated. There 
 gradients" step: `value_and_grad` returns fresh gradients every call.
 """
 
-import argparse
-
 import microjax
 from microjax import init_mlp, mlp, sgd, squared_error, value_and_grad
 
-from .cli import UserError, run as run_cli
+from .cli import SEED, ArgumentParser, UserError, number, output_file, run as run_cli
 
 XS = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
 YS = [1.0, -1.0, -1.0, 1.0]
@@ -49,15 +47,16 @@ def train_jax(params, steps, lr):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m train.mlp", description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=20, help="gradient-descent steps (20)")
-    p.add_argument("--lr", type=float, default=0.05, help="learning rate (0.05)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the uniform [-1, 1] initial weights (0)")
+    p = ArgumentParser(prog="python -m train.mlp", description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=number(int, 1, 10**6), default=20, help="gradient-descent steps (20)")
+    p.add_argument("--lr", type=number(float, above=0), default=0.05, help="learning rate (0.05)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the uniform [-1, 1] initial weights (0)")
     p.add_argument("--compare", action="store_true", help="train the JAX model beside it from the same weights")
     p.add_argument("--draw", metavar="PATH", help="write the graph of the first example's loss: .dot, .svg or .png")
     args = p.parse_args(argv)
-    if args.steps < 1 or not args.lr > 0:
-        raise UserError("need --steps >= 1 and --lr > 0")
+    if args.draw and not args.draw.endswith((".dot", ".svg", ".png", ".pdf")):
+        raise UserError(f"--draw {args.draw}: the name must end in .dot, .svg, .png or .pdf")
+    output_file(args.draw, "--draw")
     params = init_mlp(3, SIZES, seed=args.seed)
     if args.draw:
         draw(params, args.draw)

@@ -1,16 +1,14 @@
-"""The loss curve as a PNG (matplotlib, an optional dependency: `pip install -e .[plot]`)."""
+"""The loss curve as a PNG (matplotlib, drawn off-screen)."""
 
 from .cli import UserError
 
 
 def plot_losses(rows, path):
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UserError("--plot needs matplotlib: pip install -e '.[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     steps = [r["step"] for r in rows if "loss" in r]
     losses = [r["loss"] for r in rows if "loss" in r]
     fig, ax = plt.subplots(figsize=(7, 4))

@@ -9,6 +9,7 @@ document indices (or packed pairs of them) that the host computes, split along t
 
 import dataclasses
 import math
+import os
 import random
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,7 +25,7 @@ from models import gpt, gpt_scalar
 
 from .batches import one_per_row, pack, packed_loss, rows_per_step, unpack
 from .cli import UserError
-from .data import Tokenizer, encode_docs
+from .data import Tokenizer, encode_docs, fingerprint
 from .devices import batch_sharding, make_mesh, put, to_host
 
 DTYPES = {"float64": jnp.float64, "float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -118,6 +119,8 @@ class Run:
     _train_chunk: object = None
     _eval: object = None
     _perms: dict = dataclasses.field(default_factory=dict)
+    data_info: dict = dataclasses.field(default_factory=dict)  # which documents: a checkpoint checks them
+    history: list = dataclasses.field(default_factory=list)  # every metrics row so far, as checkpoints keep it
 
     @property
     def replicated(self):
@@ -137,8 +140,10 @@ class Run:
         return len(self.train_docs) // self.cfg.batch_size
 
 
-def prepare(cfg, docs, num_devices=None):
-    """Shuffle, tokenize, split and initialize as microgpt does (rng "python") or with JAX keys."""
+def prepare(cfg, docs, num_devices=None, source=""):
+    """Shuffle, tokenize, split and initialize as microgpt does (rng "python") or with JAX keys.
+    `source` names where the documents came from, for messages."""
+    data_info = {"sha256": fingerprint(docs), "documents": len(docs), "path": str(source)}
     rng, key, docs = None, jax.random.PRNGKey(cfg.seed), list(docs)
     if cfg.rng == "python":
         rng = random.Random(cfg.seed)
@@ -150,6 +155,7 @@ def prepare(cfg, docs, num_devices=None):
         model = gpt.GPTConfig(tokenizer.vocab_size, cfg.n_embd, cfg.n_head, cfg.n_layer, cfg.block_size)
     except ValueError as e:
         raise UserError(str(e)) from None
+    check_fits(model, cfg)
     if rng is not None:  # microgpt draws every weight from the same generator, in state_dict order
         params = {k: np.asarray(v, cfg.param_dtype) for k, v in gpt_scalar.init(rng, model).items()}
     else:
@@ -166,13 +172,25 @@ def prepare(cfg, docs, num_devices=None):
     schedule = optax.linear_schedule(cfg.lr, 0.0, total)
     optimizer = optax.adam(schedule, b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
     rows, n, truncated = encode_docs(train_docs, tokenizer, cfg.block_size)
-    run = Run(cfg, model, tokenizer, train_docs, val_docs, truncated, total, optimizer, None, None, 0, 0, rng, key, mesh)
+    run = Run(cfg, model, tokenizer, train_docs, val_docs, truncated, total, optimizer, None, None, 0, 0, rng, key, mesh,
+              data_info=data_info)
     run.data = put((rows, n), run.replicated)
     if val_docs:
         run.val_data = put(encode_docs(val_docs, tokenizer, cfg.block_size)[:2], run.replicated)
     run.params = put(params, run.replicated)
     run.opt_state = jax.jit(lambda p: optimizer.init(ravel_pytree(p)[0]), out_shardings=run.replicated)(run.params)
     return run
+
+
+def check_fits(model, cfg):
+    """Refuse, before allocating anything, a model whose parameters, gradients and Adam moments (four
+    copies) would not fit in the first device's memory (host memory on the CPU)."""
+    need = 4 * gpt.num_params(model) * np.dtype(cfg.param_dtype).itemsize
+    stats = jax.devices()[0].memory_stats() or {}
+    have = stats.get("bytes_limit") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise UserError(f"the model has {gpt.num_params(model):,} parameters: with gradients and Adam state that "
+                        f"is {need / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB this device has")
 
 
 def make_train_chunk(run, compiler_options=None):

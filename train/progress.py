@@ -1,0 +1,59 @@
+"""Training progress: a live bar on a terminal (tqdm), plain lines at a steady interval in a log file."""
+
+import sys
+import time
+
+from tqdm import tqdm
+
+LOG_EVERY_SECONDS = 10.0
+
+
+def status_line(step, total, loss, val=None, epoch=None, tokens_per_second=None, seconds_left=None):
+    """`step 1000 / 1000 | loss 2.6497 | epoch 0.03 | 67,067 tok/s`, the run's one-line summary."""
+    text = f"step {step:4d} / {total:4d} | loss {loss:.4f}"
+    if val is not None:
+        text += f" | val {val:.4f}"
+    if epoch is not None:
+        text += f" | epoch {epoch:.2f}"
+    if tokens_per_second is not None:
+        text += f" | {tokens_per_second:,.0f} tok/s"
+    if seconds_left is not None:
+        text += f" | {seconds_left:.0f} s left"
+    return text
+
+
+class Progress:
+    """On a terminal, a tqdm bar with steps, loss, tokens/s and time left, redrawn in place. Anywhere
+    else (a log file, a pipe), a plain status line every `every` seconds, so logs stay readable.
+    Either way `close` prints the final status line."""
+
+    def __init__(self, total, start, stream=None, every=LOG_EVERY_SECONDS):
+        self.stream = stream or sys.stdout
+        self.total, self.start, self.every = total, start, every
+        self.started = self.printed = time.monotonic()
+        self.bar = None
+        if self.stream.isatty():
+            self.bar = tqdm(total=total, initial=start, file=self.stream, unit="step", dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+        self.last = None
+
+    def update(self, step, loss, val=None, epoch=None, tokens_per_second=None):
+        self.last = dict(step=step, loss=loss, val=val, epoch=epoch, tokens_per_second=tokens_per_second)
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            postfix = status_line(step, self.total, loss, val, epoch, tokens_per_second).split(" | ", 1)[1]
+            self.bar.set_postfix_str(postfix, refresh=True)
+            return
+        now = time.monotonic()
+        if now - self.printed >= self.every and step < self.total:
+            done = step - self.start
+            left = (self.total - step) * (now - self.started) / done if done else None
+            print(status_line(step, self.total, loss, val, epoch, tokens_per_second, left),
+                  file=self.stream, flush=True)
+            self.printed = now
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        if self.last is not None:
+            print(status_line(total=self.total, **self.last), file=self.stream, flush=True)
