@@ -4,7 +4,7 @@ the outputs of such a run (pictures included) so that a reader sees them without
 import nbformat
 import pytest
 
-from notebooks.run import NOTEBOOKS, execute
+from notebooks.run import NOTEBOOKS, ROOT, execute
 
 
 def code_cells(nb):
@@ -41,3 +41,11 @@ def test_notebook_runs_top_to_bottom_in_a_fresh_kernel(path):
     cells = code_cells(nb)
     assert all(c.execution_count for c in cells)
     assert pictures(nb)
+
+
+def test_readme_learn_section_lists_every_notebook_in_order():
+    readme = (ROOT / "README.md").read_text()
+    learn = readme[readme.index("## Learn") : readme.index("## The main job")]
+    positions = [learn.find(f"`{p.name}`") for p in NOTEBOOKS]
+    assert -1 not in positions and positions == sorted(positions)
+    assert "outputs kept" in learn
