@@ -87,8 +87,9 @@ def _attention(q, k, v, mask, config):
     q, k, v = (_heads(t, config) for t in (q, k, v))
     scores = jnp.einsum("...thd,...shd->...hts", q, k) / math.sqrt(config.head_dim)
     scores = jnp.where(mask[..., None, :, :], scores, -jnp.inf)  # one mask for every head
-    out = jnp.einsum("...hts,...shd->...thd", jax.nn.softmax(scores, axis=-1), v)
-    return out.reshape(*out.shape[:-2], config.n_embd)  # (..., T, H, D) -> (..., T, C)
+    weights = jax.nn.softmax(scores, axis=-1)  # (..., H, T, S): each query's weights over the keys
+    out = jnp.einsum("...hts,...shd->...thd", weights, v)
+    return out.reshape(*out.shape[:-2], config.n_embd), weights  # (..., T, H, D) -> (..., T, C)
 
 
 @jax.custom_vjp
@@ -111,11 +112,12 @@ def _embed_bwd(residuals, g):
 embed.defvjp(_embed_fwd, _embed_bwd)
 
 
-def apply(params, tokens, config, positions=None, segments=None):
+def apply(params, tokens, config, positions=None, segments=None, return_attention=False):
     """Logits (..., T, vocab) for tokens (T,) or (B, T), every position attending to itself and before.
 
     Packed rows, several documents side by side in one row, give each token its position within its
-    document and a segment id; a token then attends only within its own segment.
+    document and a segment id; a token then attends only within its own segment. With
+    `return_attention`, also the softmax weights the logits were computed with, (..., n_layer, H, T, T).
     """
     T = tokens.shape[-1]
     mask = jnp.tril(jnp.ones((T, T), bool))
@@ -123,9 +125,17 @@ def apply(params, tokens, config, positions=None, segments=None):
         mask = mask & (segments[..., :, None] == segments[..., None, :])
     pos_emb = params["wpe"][:T] if positions is None else embed(params["wpe"], positions)
     x = rmsnorm(embed(params["wte"], tokens) + pos_emb)
+    attention = []
+
+    def attend(q, k, v):
+        out, weights = _attention(q, k, v, mask, config)
+        attention.append(weights)
+        return out
+
     for i in range(config.n_layer):
-        x = _block(params, i, x, lambda q, k, v: _attention(q, k, v, mask, config))
-    return linear(x, params["lm_head"])
+        x = _block(params, i, x, attend)
+    logits = linear(x, params["lm_head"])
+    return (logits, jnp.stack(attention, axis=-4)) if return_attention else logits
 
 
 def token_nll(params, tokens, targets, config, positions=None, segments=None):
@@ -163,7 +173,7 @@ def decode_step(params, cache, token, pos, config):
         def attend(q, k, v, i=i):
             nonlocal cache
             cache = {"k": cache["k"].at[i, pos].set(k[0]), "v": cache["v"].at[i, pos].set(v[0])}
-            return _attention(q, cache["k"][i], cache["v"][i], visible, config)
+            return _attention(q, cache["k"][i], cache["v"][i], visible, config)[0]
 
         x = _block(params, i, x, attend)
     return linear(x[0], params["lm_head"]), cache

@@ -86,8 +86,10 @@ def draw(params, path):
     else:
         try:
             microjax.render(dot, path)
-        except RuntimeError as e:
+        except (RuntimeError, ValueError) as e:
             raise UserError(str(e)) from None
+        except OSError as e:
+            raise UserError(f"cannot write the graph to {path}: {e.strerror}") from None
     print(f"wrote the graph of the first example's loss to {path}")
 
 
