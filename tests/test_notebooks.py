@@ -4,7 +4,9 @@ the outputs of such a run (pictures included) so that a reader sees them without
 import nbformat
 import pytest
 
+from notebooks.__main__ import main as refresh
 from notebooks.run import NOTEBOOKS, ROOT, execute
+from train.cli import UserError
 
 
 def code_cells(nb):
@@ -49,3 +51,8 @@ def test_readme_learn_section_lists_every_notebook_in_order():
     positions = [learn.find(f"`{p.name}`") for p in NOTEBOOKS]
     assert -1 not in positions and positions == sorted(positions)
     assert "outputs kept" in learn
+
+
+def test_refresh_command_refuses_a_name_that_matches_no_notebook():
+    with pytest.raises(UserError, match="no notebook matches nothing; there are 01_scalar_engine.ipynb"):
+        refresh(["nothing"])
