@@ -274,3 +274,4 @@ def sampling(args):
 
 ALL = {"preset": preset, "scalar": scalar, "torch": torch_eager, "batched": batched, "micrograd": micrograd,
        "sampling": sampling}
+ALL["engine"] = lambda args: __import__("bench.engine_cases", fromlist=["run"]).run(args)  # the scalar engine alone

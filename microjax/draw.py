@@ -6,7 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .engine import Value, backward, topological_order
+from .engine import Value, _data, derivatives
+from .passes import backward, topological_order
 from .transforms import trace
 
 __all__ = ["draw_dot", "render"]
@@ -31,12 +32,20 @@ def draw_dot(f_or_node, *args):
     order = topological_order(root)
     ids = {node: f"n{i}" for i, node in enumerate(order)}
     lines = ["digraph G {", "  rankdir=LR;", "  node [shape=record];"]
+
+    def box(name, title, data, grad):
+        lines.append(f'  {name} [label="{{ {_escape(title)} | data {data:.4f} | grad {grad:.4f} }}"];')
+
     for node in order:
         title = names.get(node, node.op or ("const" if node is not root else "out"))
-        label = f"{{ {_escape(title)} | data {node.data:.4f} | grad {grads.get(node, 0.0):.4f} }}"
-        lines.append(f'  {ids[node]} [label="{label}"];')
-        for parent in node.parents:
-            lines.append(f"  {ids[parent]} -> {ids[node]};")
+        box(ids[node], title, node.data, grads.get(node, 0.0))
+        for k, arg in enumerate(node.args):
+            if isinstance(arg, Value):
+                lines.append(f"  {ids[arg]} -> {ids[node]};")
+            else:  # a constant operand gets its own box, as micrograd draws it
+                local = derivatives(node.op, *(_data(a) for a in node.args), node.data)[k]
+                box(f"{ids[node]}c{k}", "const", arg, local * grads.get(node, 0.0))
+                lines.append(f"  {ids[node]}c{k} -> {ids[node]};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
