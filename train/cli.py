@@ -52,7 +52,7 @@ def number(kind, low=None, high=None, *, above=None, below=None):
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
         return value
 
-    convert.bounds = {"low": low, "high": high, "above": above, "below": below}  # tests probe just outside them
+    convert.kind, convert.bounds = kind, {"low": low, "high": high, "above": above, "below": below}  # for tests
     return convert
 
 

@@ -46,14 +46,18 @@ def train_jax(params, steps, lr):
         yield i, float(loss), params
 
 
-def main(argv=None):
+def build_parser():
     p = ArgumentParser(prog="python -m train.mlp", description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=number(int, 1, 10**6), default=20, help="gradient-descent steps (20)")
     p.add_argument("--lr", type=number(float, above=0), default=0.05, help="learning rate (0.05)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the uniform [-1, 1] initial weights (0)")
     p.add_argument("--compare", action="store_true", help="train the JAX model beside it from the same weights")
     p.add_argument("--draw", metavar="PATH", help="write the graph of the first example's loss: .dot, .svg or .png")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.draw and not args.draw.endswith((".dot", ".svg", ".png", ".pdf")):
         raise UserError(f"--draw {args.draw}: the name must end in .dot, .svg, .png or .pdf")
     output_file(args.draw, "--draw")

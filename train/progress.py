@@ -24,13 +24,14 @@ def status_line(step, total, loss, val=None, epoch=None, tokens_per_second=None,
 
 class Progress:
     """On a terminal, a tqdm bar with steps, loss, tokens/s and time left, redrawn in place. Anywhere
-    else (a log file, a pipe), a plain status line every `every` seconds, so logs stay readable.
+    else (a log file, a pipe), a plain status line after the first dispatch and then every `every`
+    seconds, so logs stay readable.
     Either way `close` prints the final status line."""
 
     def __init__(self, total, start, stream=None, every=LOG_EVERY_SECONDS):
         self.stream = stream or sys.stdout
         self.total, self.start, self.every = total, start, every
-        self.started = self.printed = time.monotonic()
+        self.started, self.printed = time.monotonic(), -float("inf")  # the first chunk is reported at once
         self.bar = None
         if self.stream.isatty():
             self.bar = tqdm(total=total, initial=start, file=self.stream, unit="step", dynamic_ncols=True,

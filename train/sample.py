@@ -32,14 +32,18 @@ def load_model(directory):
     return checkpoint.restore(tensors, "params", template), config, tokenizer
 
 
-def main(argv=None):
+def build_parser():
     p = ArgumentParser(prog="python -m train.sample", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="folder (or file) written by train.gpt --out")
     p.add_argument("--num-samples", type=number(int, 1, 10**6), default=20, help="names to draw (20)")
     p.add_argument("--temperature", type=number(float, above=0), default=0.5, help="softmax temperature (0.5)")
     p.add_argument("--prompt", default="", help="every name starts with these characters")
     p.add_argument("--seed", type=SEED, default=0, help="JAX random seed (0)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     import jax
 
     from .sampling import sample_jax

@@ -186,7 +186,7 @@ def check_fits(model, cfg):
     """Refuse, before allocating anything, a model whose parameters, gradients and Adam moments (four
     copies) would not fit in the first device's memory (host memory on the CPU)."""
     need = 4 * gpt.num_params(model) * np.dtype(cfg.param_dtype).itemsize
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     have = stats.get("bytes_limit") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > have:
         raise UserError(f"the model has {gpt.num_params(model):,} parameters: with gradients and Adam state that "
