@@ -65,6 +65,9 @@ def main(argv=None):
     out = output_dir(args.out, "--out")
     metrics_path = output_file(args.metrics_file, "--metrics-file")
     plot_path = output_file(args.plot, "--plot")
+    if args.probe_plot and args.probe is None:
+        raise UserError("--probe-plot needs --probe CONTEXT, the context whose next character it charts")
+    args.probe_plot = output_file(args.probe_plot, "--probe-plot")
     main_process = os.environ.get("JAX_PROCESS_ID", "0") == "0"  # only process 0 writes
     if out and main_process:
         with FolderLock(out):

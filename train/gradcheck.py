@@ -101,17 +101,19 @@ def _fd_error(f, x, direction, h, exact):
 
 
 def _flatten(tree):
-    """(one vector of every leaf in the dict's own order, its inverse, each leaf's offset in it)."""
+    """(one vector of every leaf, its inverse, each leaf's offset in it), leaves in sorted-key order as
+    JAX orders a dict (so that a gradient JAX returns flattens the same way as the parameters)."""
     import jax.numpy as jnp
     import numpy as np
 
-    offsets = np.cumsum([0] + [v.size for v in tree.values()])
-    flat = jnp.concatenate([v.ravel() for v in tree.values()])
+    names = sorted(tree)
+    offsets = np.cumsum([0] + [tree[k].size for k in names])
+    flat = jnp.concatenate([tree[k].ravel() for k in names])
 
     def unflatten(x):
-        return {k: x[a:b].reshape(v.shape) for (k, v), a, b in zip(tree.items(), offsets, offsets[1:])}
+        return {k: x[a:b].reshape(tree[k].shape) for k, a, b in zip(names, offsets, offsets[1:])}
 
-    return flat, unflatten, offsets
+    return flat, unflatten, dict(zip(names, offsets))
 
 
 def _rows(params, mj_out, jax_out, fd_errors):
@@ -134,25 +136,25 @@ def gradient_check(problem, fd_step=FD_STEP, fd_samples=FD_SAMPLES, seed=0):
     loss, mj_grads = mj.value_and_grad(problem.scalar_loss)(problem.params)
     t_mj = time.perf_counter() - start
     grads, t_compile, t_call = _timed(jax.jit(jax.grad(problem.jax_loss)), params)
-    grads = {k: grads[k] for k in params}  # JAX returns dicts in sorted order; keep the model's
 
     rng = np.random.default_rng(seed)
     flat, unflatten, offsets = _flatten(params)
     flat_grads = _flatten(grads)[0]
-    picks = []  # indices into `flat`, per parameter
-    for g, offset in zip(grads.values(), offsets):
-        g = np.abs(np.asarray(g)).ravel()
+    picks = {}  # indices into `flat`, per parameter
+    for name in params:
+        g = np.abs(np.asarray(grads[name])).ravel()
         rest = rng.permutation(np.delete(np.arange(g.size), np.argmax(g)))[: min(fd_samples, g.size) - 1]
-        picks.append(offset + np.concatenate([[np.argmax(g)], rest]).astype(np.int64))
+        picks[name] = offsets[name] + np.concatenate([[np.argmax(g)], rest]).astype(np.int64)
 
     def one(i):
         e_i = jnp.zeros_like(flat).at[i].set(1.0)
         return _fd_error(lambda x: problem.jax_loss(unflatten(x)), flat, e_i, fd_step, flat_grads[i])
 
     start = time.perf_counter()
-    fd = np.asarray(jax.jit(lambda idx: jax.lax.map(one, idx, batch_size=64))(jnp.asarray(np.concatenate(picks))))
+    index = np.concatenate(list(picks.values()))
+    fd = np.asarray(jax.jit(lambda idx: jax.lax.map(one, idx, batch_size=64))(jnp.asarray(index)))
     t_fd = time.perf_counter() - start
-    errors = dict(zip(params, np.split(fd, np.cumsum([len(p) for p in picks])[:-1])))
+    errors = dict(zip(picks, np.split(fd, np.cumsum([len(p) for p in picks.values()])[:-1])))
     seconds = {"microjax": t_mj, "jax_compile": t_compile, "jax_call": t_call, "fd": t_fd, "fd_evals": 6 * len(fd)}
     return Check(problem.title, 1, float(loss), _rows(params, mj_grads, grads, errors), seconds)
 
@@ -172,34 +174,6 @@ def hvp_check(problem, fd_step=FD_STEP, seed=0):
     t_mj = time.perf_counter() - start
     grad = jax.grad(problem.jax_loss)
     hvp, t_compile, t_call = _timed(jax.jit(lambda p, v: jax.jvp(grad, (p,), (v,))[1]), params, direction)
-    hvp = {k: hvp[k] for k in params}
-
-    flat, unflatten, _ = _flatten(params)
-    start = time.perf_counter()
-    fd = jax.jit(lambda x, d, e: unflatten(_fd_error(lambda y: _flatten(grad(unflatten(y)))[0], x, d, fd_step, e)))(
-        flat, _flatten(direction)[0], _flatten(hvp)[0])
-    errors = {k: np.asarray(v) for k, v in fd.items()}
-    t_fd = time.perf_counter() - start
-    seconds = {"microjax": t_mj, "jax_compile": t_compile, "jax_call": t_call, "fd": t_fd, "fd_evals": 6}
-    return Check(problem.title, 2, float(problem.jax_loss(params)), _rows(params, mj_hvp, hvp, errors), seconds)
-
-
-def hvp_check(problem, fd_step=FD_STEP, seed=0):
-    """H v along a random normal direction v (drawn with `seed`): microjax's jvp(grad) against JAX's
-    jvp(grad), and against central differences of jax.grad along v. Turns on JAX's float64."""
-    import jax
-    import numpy as np
-
-    params = _setup(problem)
-    rng = np.random.default_rng(seed)
-    direction = {k: rng.standard_normal(v.shape) for k, v in params.items()}
-    start = time.perf_counter()
-    tangent = {k: v.tolist() for k, v in direction.items()}
-    _, mj_hvp = mj.jvp(mj.grad(problem.scalar_loss), (problem.params,), (tangent,))
-    t_mj = time.perf_counter() - start
-    grad = jax.grad(problem.jax_loss)
-    hvp, t_compile, t_call = _timed(jax.jit(lambda p, v: jax.jvp(grad, (p,), (v,))[1]), params, direction)
-    hvp = {k: hvp[k] for k in params}
 
     flat, unflatten, _ = _flatten(params)
     start = time.perf_counter()
@@ -229,8 +203,8 @@ def print_check(check, tol=Tolerance(), out=None):
         else f"PASS: all {len(check.rows)} parameters within tolerance ({limits})")
     s = check.seconds
     say(f"time: microjax {_duration(s['microjax'])} | jax {_duration(s['jax_compile'])} the first call (tracing and "
-        f"compiling), then {_duration(s['jax_call'])} a call, {s['microjax'] / s['jax_call']:,.0f}x faster than "
-        f"microjax | finite differences {s['fd_evals']:,} {('loss', 'gradient')[check.order - 1]} evaluations in "
+        f"compiling), then {_duration(s['jax_call'])} a call, {_ratio(s['microjax'] / s['jax_call'])} faster "
+        f"than microjax | finite differences {s['fd_evals']:,} {('loss', 'gradient')[check.order - 1]} evaluations in "
         f"{_duration(s['fd'])}, compiling included")
     return not bad
 
@@ -240,4 +214,5 @@ def _duration(seconds):
         f"{seconds * 1e6:.3g} µs"
 
 
-
+def _ratio(x):
+    return f"{x:,.0f}x" if x >= 10 else f"{x:.2g}x"

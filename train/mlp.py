@@ -90,10 +90,8 @@ def draw(params, path):
     else:
         try:
             microjax.render(dot, path)
-        except (RuntimeError, ValueError) as e:
+        except RuntimeError as e:
             raise UserError(str(e)) from None
-        except OSError as e:
-            raise UserError(f"cannot write the graph to {path}: {e.strerror}") from None
     print(f"wrote the graph of the first example's loss to {path}")
 
 

@@ -1,4 +1,4 @@
-"""The loss curve as a PNG, and the matplotlib set-up every picture shares."""
+"""The loss curve as a PNG, and the matplotlib set-up every picture shares (drawn off-screen)."""
 
 from .cli import UserError
 
@@ -7,13 +7,11 @@ DPI = 120  # a picture's size in pixels is its figsize in inches times this
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend: files only, no display needed."""
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UserError("pictures need matplotlib: pip install -e .") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     return plt
 
 
