@@ -2,7 +2,8 @@
 
 micrograd's demo network is mostly `dot` nodes; this case weighs every primitive about equally, and
 reuses intermediate nodes (as micrograd's composite-expression test does), so a change to any op's
-rule or to the reverse pass shows here.
+rule or to a pass shows here: first order (value_and_grad), forward mode (jvp), and second order (a
+Hessian-vector product, jvp of grad, beside the first-order pass it costs a few times).
 """
 
 import random
@@ -46,7 +47,12 @@ def expression(program, xs):
 def run(args):
     program, xs = build()
     f = lambda xs: expression(program, xs)  # noqa: E731
-    vg = mj.value_and_grad(f)
+    vg, along = mj.value_and_grad(f), [1.0] * len(xs)
     first = median_seconds(lambda: vg(xs), args.reps)
-    return [row(f"random expression over every op ({N_OPS} ops), value_and_grad", "expression_grad_ms", first * 1e3,
-                "ms/pass")]
+    forward = median_seconds(lambda: mj.jvp(f, (xs,), (along,)), args.reps)
+    hvp = median_seconds(lambda: mj.jvp(mj.grad(f), (xs,), (along,)), args.reps)
+    name = f"random expression over every op ({N_OPS} ops)"
+    return [row(f"{name}, value_and_grad", "expression_grad_ms", first * 1e3, "ms/pass"),
+            row(f"{name}, jvp", "expression_jvp_ms", forward * 1e3, "ms/pass"),
+            row(f"{name}, Hessian-vector product jvp(grad)", "expression_hvp_ms", hvp * 1e3, "ms/pass",
+                "value_and_grad", first * 1e3)]

@@ -69,7 +69,8 @@ def _integer_pow_grad(x, n):
 
 # -- the primitives ------------------------------------------------------------------------------------
 # JAX's name: (forward value on floats, local derivatives d(out)/d(operand) for each operand, given the
-# operands and the output). The derivatives are floats on a first-order pass and Values on a nested one.
+# operands and the output; a tuple when they are constants). The derivatives are floats on a first-order
+# pass and Values on a nested one, so they are written with arithmetic and comparisons that work on both.
 PRIMITIVES = {
     "add": (operator.add, (1.0, 1.0)),
     "add_any": (operator.add, (1.0, 1.0)),  # add: how JAX names summing cotangents
@@ -94,22 +95,22 @@ PRIMITIVES = {
 # -- applying a primitive: Value's operators and methods ---------------------------------------------------
 def _unary(op):
     """The method applying `op` to a Value: `x.tanh()`."""
-    forward, derivatives = PRIMITIVES[op]
-    constant = type(derivatives) is tuple
+    forward, rule = PRIMITIVES[op]
+    constant = type(rule) is tuple
 
     def method(x):
         xd = x.data
         out = forward(xd)
         parents = (x,)
-        return _node(out, parents, derivatives if constant else derivatives(xd, out), op, parents)
+        return _node(out, parents, rule if constant else rule(xd, out), op, parents)
 
     return method
 
 
 def _binary(op):
     """The operator applying `op` to a Value and a Value or a number: `x * y`, `x * 2.0`."""
-    forward, derivatives = PRIMITIVES[op]
-    constant = type(derivatives) is tuple
+    forward, rule = PRIMITIVES[op]
+    constant = type(rule) is tuple
 
     def method(a, b):
         if type(b) is not Value:
@@ -117,7 +118,7 @@ def _binary(op):
         ad, bd = a.data, b.data
         out = forward(ad, bd)
         args = (a, b)
-        return _node(out, args, derivatives if constant else derivatives(ad, bd, out), op, args)
+        return _node(out, args, rule if constant else rule(ad, bd, out), op, args)
 
     return method
 
@@ -157,7 +158,8 @@ def _constant(x):
 
 class Value:
     """A scalar in an expression graph: its data; the primitive `op` that made it and its operands `args`
-    (Values and constant numbers); the Values among them (`parents`) and d(self)/d(parent) for each."""
+    (Values and constant numbers); the Values among them (`parents`) and d(self)/d(parent) for each
+    (`local_grads`); and `serial`, its place in creation order (parents always come first)."""
 
     __slots__ = ("data", "parents", "local_grads", "op", "args", "serial")
 

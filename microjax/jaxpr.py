@@ -5,7 +5,7 @@ relu, ...); constants are literals (`2.0:f64[]`). `dot` and `sum` nodes, which J
 primitive for, are written out as the `mul`s and `add`s that compute them, left to right. Nodes that do
 not depend on the inputs (closed-over Values) print as literals, and a nested transform's fresh inputs
 (`copy`) as the Values they stand for, so the jaxpr of `grad(f)` is f's forward pass followed by its
-backward pass, as JAX prints it.
+backward pass. Only what the outputs need is printed (JAX also lists unused equations, as `_`).
 """
 
 import itertools
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .engine import Value, _data
 from .passes import depends_on, oldest, topological_order
-from .transforms import trace, tree_flatten
+from .transforms import pauses_cycle_collection, trace, tree_flatten
 
 __all__ = ["make_jaxpr", "Jaxpr", "Eqn"]
 
@@ -66,6 +66,7 @@ def make_jaxpr(f):
     """Return a function that traces f on its arguments (every argument's leaves become the inputs) and
     returns the graph as a `Jaxpr`; print it to read it in JAX's notation."""
 
+    @pauses_cycle_collection
     def jaxpr(*args):
         out, traced = trace(f, args, tuple(range(len(args))))
         inputs = [v for _, values in traced for v in values]

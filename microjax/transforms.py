@@ -9,6 +9,8 @@ compute with floats. Transforms work on flat lists of leaves; `tree_flatten` is 
 that takes nested lists, tuples and dicts apart and puts them back together, as in JAX.
 """
 
+import functools
+import gc
 from numbers import Real
 
 from .engine import Value, _unary
@@ -18,6 +20,24 @@ __all__ = ["grad", "value_and_grad", "jvp", "jacfwd", "jacrev", "hessian", "tree
 
 _fresh = _unary("copy")
 _depth = 0  # how many transforms are tracing now (JAX keeps a stack of them); > 0 means nested
+
+
+def pauses_cycle_collection(transform):
+    """Run `transform` with Python's cycle collector paused. A graph holds no cycles (a node's parents
+    are older than it), so the collections that allocating its nodes triggers find nothing in it, yet they
+    took 40% of a first-order pass on micrograd's demo; reference counting frees every node as before."""
+
+    @functools.wraps(transform)
+    def run(*args, **kwargs):
+        if not gc.isenabled():  # paused already, by an enclosing transform or by the caller
+            return transform(*args, **kwargs)
+        gc.disable()
+        try:
+            return transform(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return run
 
 
 def tree_flatten(tree):
@@ -63,10 +83,14 @@ def _argnums_tuple(argnums, nargs):
     return tuple(i % nargs for i in nums)
 
 
+def _is_number(x):
+    return type(x) is Value or (isinstance(x, Real) and not isinstance(x, bool))
+
+
 def _leaf(x, i):
     if type(x) is Value:
         return _fresh(x)  # a new node, so the derivative is with respect to this input alone
-    if isinstance(x, bool) or not isinstance(x, Real):
+    if not _is_number(x):
         raise TypeError(f"argument {i} has a leaf of type {type(x).__name__}; expected numbers")
     return Value(x)
 
@@ -93,7 +117,7 @@ def trace(f, args, argnums):
 
 def _check_numbers(xs, what):
     for x in xs:
-        if type(x) is not Value and (isinstance(x, bool) or not isinstance(x, Real)):
+        if not _is_number(x):
             raise TypeError(f"{what} must be numbers (a Value or a number per leaf), got {type(x).__name__}")
 
 
@@ -125,9 +149,10 @@ def _per_argument(traced, derivative_of, argnums):
 def value_and_grad(f, argnums=0):
     """Return a function computing (f(*args), df/d args[argnums]), the gradient shaped like the input."""
 
+    @pauses_cycle_collection
     def wrapped(*args):
         out, traced = trace(f, args, _argnums_tuple(argnums, len(args)))
-        if type(out) is not Value and (isinstance(out, bool) or not isinstance(out, Real)):
+        if not _is_number(out):
             raise TypeError(f"grad requires f to return a scalar (a Value or a number), got {type(out).__name__}")
         leaves = [v for _, values in traced for v in values]
         return _primal(out), _per_argument(traced, _cotangents(out, leaves), argnums)
@@ -141,6 +166,7 @@ def grad(f, argnums=0):
     return lambda *args: vg(*args)[1]
 
 
+@pauses_cycle_collection
 def jvp(f, primals, tangents):
     """(f(*primals), the derivative of f at primals along tangents): forward mode, as `jax.jvp`.
 
@@ -165,6 +191,7 @@ def jacrev(f, argnums=0):
     """The Jacobian by reverse mode, one backward pass per output: for each output leaf, the derivatives
     shaped like args[argnums] (JAX's structure: outputs outside, inputs inside)."""
 
+    @pauses_cycle_collection
     def jacobian(*args):
         out, traced = trace(f, args, _argnums_tuple(argnums, len(args)))
         leaves = [v for _, values in traced for v in values]
@@ -178,6 +205,7 @@ def jacrev(f, argnums=0):
 def jacfwd(f, argnums=0):
     """The Jacobian by forward mode, one tangent pass per input leaf; the same structure as `jacrev`."""
 
+    @pauses_cycle_collection
     def jacobian(*args):
         out, traced = trace(f, args, _argnums_tuple(argnums, len(args)))
         outs, unflatten = tree_flatten(out)
