@@ -83,18 +83,47 @@ def test_zero_tolerance_against_finite_differences_fails(capsys):
 
 
 def test_a_relu_kink_within_the_step_does_not_fail_the_check():
-    """relu(x - 3e-7) at x = 0: the derivative is 0, but the central difference at h = 1e-5 straddles the
-    kink and reads ~0.5; at h / 100 it does not."""
-    f = lambda x: jax.nn.relu(x - 3e-7)  # noqa: E731
-    assert gradcheck._fd_error(f, 0.0, 1.0, 1e-5, 0.0) == 0.0
-    assert gradcheck._fd_error(f, 0.0, 1.0, 1e-5, 1e-6) == pytest.approx(1e-6)  # a wrong derivative still shows
-    assert gradcheck._fd_error(f, 0.0, 1.0, 1e-3, 0.0) > 0.4  # a kink within all three steps does
+    """relu(x - 3e-7) at x = 0: the derivative is 0, but a central difference at s = 1e-5 straddles the
+    kink and reads ~0.5; the one-sided difference to the left does not. Kinks on both sides within every
+    step do spoil every estimate, and a wrong derivative shows whatever the kinks."""
+    one_kink = lambda x: jax.nn.relu(x - 3e-7)  # noqa: E731
+    assert gradcheck._fd_error(one_kink, 0.0, 1.0, 1e-5, 0.0) < 1e-12
+    assert gradcheck._fd_error(one_kink, 0.0, 1.0, 1e-3, 0.0) < 1e-12
+    assert gradcheck._fd_error(one_kink, 0.0, 1.0, 1e-5, 1e-6) == pytest.approx(1e-6)
+    both_sides = lambda x: jax.nn.relu(x - 3e-7) + 2 * jax.nn.relu(-x - 3e-7)  # noqa: E731
+    assert gradcheck._fd_error(both_sides, 0.0, 1.0, 1e-5, 0.0) < 1e-12  # h / 100 still fits between them
+    assert gradcheck._fd_error(both_sides, 0.0, 1.0, 1e-3, 0.0) > 0.4
 
 
 def test_finite_differences_sample_coordinates_per_parameter():
     result = check.gradient_check(check.mlp_problem(0), fd_samples=3)
     assert [r.fd_coords for r in result.rows] == [3, 3, 3, 3, 3, 1]
-    assert result.seconds["fd_evals"] == 6 * 16 and result.order == 1
+    assert result.seconds["fd_evals"] == 13 * 16 and result.order == 1
+
+
+@pytest.mark.slow
+def test_order_two_passes_on_a_tiny_gpt_and_the_mlp(names, capsys):
+    assert check.main(["--order", "2", "--data", str(names), *TINY_GPT, "--doc", "emma"]) == 0
+    out = capsys.readouterr().out
+    assert "the Hessian-vector product along a random direction" in out and "PASS: all 15 parameters" in out
+    rows = table(out)
+    assert len(rows) == 15 and all(exact < 1e-13 and 0 < fd < 1e-8 for exact, fd in rows.values())
+    assert check.main(["--order", "2", "--model", "mlp"]) == 0
+    assert "13 gradient evaluations" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_order_two_sees_a_curvature_error_the_gradient_cannot():
+    """A term 0.5 (w - w0)^2 added to microjax's loss alone: zero gradient at w0, Hessian entry 1."""
+    problem = check.mlp_problem(0)
+    w0, loss = problem.params["layer1.w"][0][0], problem.scalar_loss
+    wrong = problem._replace(scalar_loss=lambda p: loss(p) + 0.5 * (p["layer1.w"][0][0] - w0) ** 2)
+    assert all(r.ok(gradcheck.Tolerance()) for r in gradcheck.gradient_check(wrong).rows)
+    rows = {r.name: r for r in gradcheck.hvp_check(wrong, seed=3).rows}
+    assert [name for name, r in rows.items() if not r.ok(gradcheck.Tolerance())] == ["layer1.w"]
+    rng = np.random.default_rng(3)  # hvp_check's direction, drawn parameter by parameter
+    v = {name: rng.standard_normal(np.shape(value)) for name, value in problem.params.items()}
+    assert rows["layer1.w"].exact == pytest.approx(abs(v["layer1.w"][0, 0]), rel=1e-9)  # H v is off by v there
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -159,10 +188,12 @@ def logits_from_weights(params, tokens, config, weights):
     return gpt.linear(x, params["lm_head"])
 
 
+@pytest.mark.slow
 def test_attention_weights_are_the_ones_the_logits_came_from():
     config = gpt.GPTConfig(11, 8, 2, 2, 8)
     tok = Tokenizer("abcdefghij")
-    params = gpt.init(jax.random.PRNGKey(3), config, jnp.float64)
+    rng = np.random.default_rng(3)
+    params = {name: jnp.asarray(rng.normal(0, 0.3, shape)) for name, shape in gpt.param_shapes(config).items()}
     labels, weights = pictures.attention(params, config, tok, "abcaj")
     assert labels == ["BOS", "a", "b", "c", "a", "j"] and weights.shape == (2, 2, 6, 6)
     np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=0, atol=1e-12)  # each query's weights sum to 1
@@ -217,10 +248,9 @@ needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's d
 
 def test_layered_layout_puts_every_edge_left_to_right_without_recursion():
     nodes, edges = draw.parse_dot(GRAPH)
-    out = next(n for n, label in nodes.items() if label[0] == "tanh")  # ids depend on draw_dot's numbering
-    assert len(nodes) == 6 and len(edges) == 5 and nodes[out] == ["tanh", "data 0.9640", "grad 1.0000"]
+    assert len(nodes) == 6 and len(edges) == 5 and nodes["n3"] == ["tanh", "data 0.9640", "grad 1.0000"]
     xy = draw.layered_layout(nodes, edges)
-    assert all(xy[a][0] < xy[b][0] for a, b in edges) and xy[out] == (3, 0.0)
+    assert all(xy[a][0] < xy[b][0] for a, b in edges) and xy["n3"] == (3, 0.0)
     assert len(set(xy.values())) == len(xy)  # no two boxes on one spot
     chain = "\n".join([f'n{i} [label="{{ x{i} }}"];\nn{i} -> n{i + 1};' for i in range(5000)] + ['n5000 [label="y"];'])
     xy = draw.layered_layout(*draw.parse_dot(chain))  # far past Python's recursion limit

@@ -1,15 +1,14 @@
 """python -m train.check: the loss gradient three ways, per parameter, in float64.
 
 microjax on the scalar twin (models/gpt_scalar.py, microjax/nn.py), `jax.grad` on the JAX model
-(models/gpt.py, models/mlp.py), and central finite differences of the JAX loss. `--order 2` checks
-Hessian-vector products instead: microjax's jvp(grad) against JAX's, and against central differences
+(models/gpt.py, models/mlp.py), and finite differences of the JAX loss. `--order 2` checks
+Hessian-vector products instead: microjax's jvp(grad) against JAX's, and against finite differences
 of jax.grad. Exit status 0 when every figure is within tolerance, 1 when one is not.
 
 The problems are built here (`gpt_problem`, `mlp_problem`); the comparison is train/gradcheck.py's
 (`gradient_check`, `hvp_check`, `print_check`), importable from here as well.
 """
 
-import argparse
 import random
 import sys
 
@@ -71,15 +70,16 @@ def mlp_problem(seed=0):
     return Problem(f"MLP 3-{'-'.join(map(str, SIZES))}, squared error on the 4 examples", params,
                    lambda p: mj.squared_error(tree(p), XS, YS), jax_loss)
 
+
 def build_parser():
     tol = Tolerance()
     p = ArgumentParser(prog="python -m train.check", description=__doc__.split("\n\n")[0],
                        epilog=f"Each figure passes when it is <= atol + rtol * (the parameter's largest |jax| "
                               f"value). Defaults: microjax vs jax --rtol {tol.rtol:g} --atol {tol.atol:g} (exact "
                               f"methods, apart by float64 rounding, ~1e-15); jax vs finite differences --fd-rtol "
-                              f"{tol.fd_rtol:g} --fd-atol {tol.fd_atol:g} (central differences at h = {FD_STEP:g} "
-                              f"agree to ~1e-10; the figure is the smallest error at h, h / 10 and h / 100, so that "
-                              f"a ReLU kink within h of the point does not count).")
+                              f"{tol.fd_rtol:g} --fd-atol {tol.fd_atol:g} (differences at h = {FD_STEP:g} agree "
+                              f"to ~1e-10; the figure is the smallest error of the central and one-sided ones at "
+                              f"h, h / 10 and h / 100, so that a ReLU kink within h of the point does not count).")
     p.add_argument("--model", choices=("gpt", "mlp"), default="gpt",
                    help="microgpt's GPT (default) or the lesson's 3-4-4-1 MLP on its 4 examples")
     p.add_argument("--order", type=number(int, 1, 2), default=1,
@@ -103,6 +103,11 @@ def build_parser():
     return p
 
 
+def model_flags(args):
+    """The GPTConfig fields given on the command line."""
+    return {k: getattr(args, k) for k in LIMITS if getattr(args, k) is not None}
+
+
 def validate(args):
     """What the flags' own types cannot see: GPT flags with the MLP, and a width the heads do not divide."""
     gpt_flags = [f for f in (*LIMITS, "data", "doc") if getattr(args, f) is not None]
@@ -112,7 +117,7 @@ def validate(args):
         from models.gpt import GPTConfig
 
         try:
-            GPTConfig(**{k: getattr(args, k) for k in LIMITS if getattr(args, k) is not None})
+            GPTConfig(**model_flags(args))
         except ValueError as e:
             raise UserError(str(e)) from None
 
@@ -124,9 +129,8 @@ def main(argv=None):
     if args.model == "gpt":
         from .data import load_docs, resolve_data_path
 
-        model = {k: getattr(args, k) for k in LIMITS if getattr(args, k) is not None}
         seed = 42 if args.seed is None else args.seed
-        problem = gpt_problem(load_docs(resolve_data_path(args.data)), seed, args.doc, **model)
+        problem = gpt_problem(load_docs(resolve_data_path(args.data)), seed, args.doc, **model_flags(args))
     else:
         seed = 0 if args.seed is None else args.seed
         problem = mlp_problem(seed)

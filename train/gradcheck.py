@@ -1,6 +1,6 @@
 """The loss gradient (or a Hessian-vector product) three ways, per parameter, in float64.
 
-microjax on a scalar twin, JAX on the array model, and central finite differences of the JAX loss:
+microjax on a scalar twin, JAX on the array model, and finite differences of the JAX loss:
 `gradient_check` and `hvp_check` compute the figures of a `Problem` (one loss written twice over the
 same named parameters), `print_check` prints the table, the verdict and the timings. `train/check.py`
 builds the problems (microgpt's GPT, the lesson's MLP) and is the command line.
@@ -21,7 +21,7 @@ class Tolerance(NamedTuple):
 
     rtol: float = 1e-9  # microjax vs JAX: two exact methods, apart only by float64 rounding (~1e-15)
     atol: float = 1e-12
-    fd_rtol: float = 1e-6  # JAX vs central differences: h = 1e-5 leaves ~1e-10 of rounding and h^2 terms
+    fd_rtol: float = 1e-6  # JAX vs finite differences: h = 1e-5 leaves ~1e-10 of rounding and h^2 terms
     fd_atol: float = 1e-9
 
 
@@ -41,7 +41,7 @@ class Row(NamedTuple):
     shape: tuple
     scale: float  # largest |JAX value| of this parameter
     exact: float  # largest |microjax - JAX|
-    fd: float  # largest |JAX - central difference| over the coordinates differenced
+    fd: float  # largest |JAX - finite difference| over the coordinates differenced
     fd_coords: int
 
     def ok(self, tol):
@@ -82,12 +82,14 @@ def _timed(fn, *args, calls=10):
 
 
 def _fd_error(f, x, direction, h, exact):
-    """|exact - (f(x + s d) - f(x - s d)) / 2s|, the smallest of the errors at s = h, h / 10 and h / 100.
+    """|exact - the derivative of f at x along `direction`| by finite differences: the smallest error of
+    nine estimates, each off by O(s^2) from the Taylor terms and O(eps / s) from rounding (~1e-10 at
+    s = 1e-5): for s = h, h / 10 and h / 100, the central (f(x + s) - f(x - s)) / 2s and the one-sided
+    (-3 f(x) + 4 f(x + s) - f(x + 2s)) / 2s and its mirror image.
 
-    A central difference is off by O(s^2) from the Taylor terms and O(eps / s) from rounding (~1e-10 at
-    s = 1e-5, ~1e-8 at 1e-7), but by O(1) where x +- s d straddles a ReLU kink. All three steps straddle
-    one only when it lies within h / 100 of x, so the smallest error is the derivative's rather than the
-    kink's; a wrong derivative is wrong against all three.
+    Where a ReLU kink lies within 2s of x, a formula reaching over it is off by O(1), but the one-sided
+    formula on the other side is not; only kinks within h / 100 on both sides spoil all nine. A wrong
+    derivative is wrong against all nine.
     """
     import jax
     import jax.numpy as jnp
@@ -95,9 +97,14 @@ def _fd_error(f, x, direction, h, exact):
     def column(v, like):  # (n,) -> (n, 1, 1, ...) to broadcast against a stack of `like`
         return v.reshape(-1, *[1] * jnp.ndim(like))
 
-    steps = jnp.asarray([h, h / 10, h / 100])
-    values = jax.vmap(f)(x + column(jnp.concatenate([steps, -steps]), x) * direction)  # six points, one call
-    return jnp.min(jnp.abs(exact - (values[:3] - values[3:]) / (2 * column(steps, exact))), axis=0)
+    s = jnp.asarray([h, h / 10, h / 100])
+    at = jnp.concatenate([jnp.zeros(1), s, -s, 2 * s, -2 * s])
+    values = jax.vmap(f)(x + column(at, x) * direction)  # 13 points in one call
+    f0, plus, minus, plus2, minus2 = values[0], values[1:4], values[4:7], values[7:10], values[10:13]
+    two_s = 2 * column(s, exact)
+    estimates = jnp.concatenate([(plus - minus) / two_s, (4 * plus - 3 * f0 - plus2) / two_s,
+                                 (3 * f0 - 4 * minus + minus2) / two_s])
+    return jnp.min(jnp.abs(exact - estimates), axis=0)
 
 
 def _flatten(tree):
@@ -125,7 +132,7 @@ def _rows(params, mj_out, jax_out, fd_errors):
 
 
 def gradient_check(problem, fd_step=FD_STEP, fd_samples=FD_SAMPLES, seed=0):
-    """The loss gradient by microjax, by jax.grad and by central differences (`fd_samples` coordinates a
+    """The loss gradient by microjax, by jax.grad and by finite differences (`fd_samples` coordinates a
     parameter: its largest |gradient| and the rest drawn with `seed`). Turns on JAX's float64."""
     import jax
     import jax.numpy as jnp
@@ -155,13 +162,13 @@ def gradient_check(problem, fd_step=FD_STEP, fd_samples=FD_SAMPLES, seed=0):
     fd = np.asarray(jax.jit(lambda idx: jax.lax.map(one, idx, batch_size=64))(jnp.asarray(index)))
     t_fd = time.perf_counter() - start
     errors = dict(zip(picks, np.split(fd, np.cumsum([len(p) for p in picks.values()])[:-1])))
-    seconds = {"microjax": t_mj, "jax_compile": t_compile, "jax_call": t_call, "fd": t_fd, "fd_evals": 6 * len(fd)}
+    seconds = {"microjax": t_mj, "jax_compile": t_compile, "jax_call": t_call, "fd": t_fd, "fd_evals": 13 * len(fd)}
     return Check(problem.title, 1, float(loss), _rows(params, mj_grads, grads, errors), seconds)
 
 
 def hvp_check(problem, fd_step=FD_STEP, seed=0):
     """H v along a random normal direction v (drawn with `seed`): microjax's jvp(grad) against JAX's
-    jvp(grad), and against central differences of jax.grad along v. Turns on JAX's float64."""
+    jvp(grad), and against finite differences of jax.grad along v. Turns on JAX's float64."""
     import jax
     import numpy as np
 
@@ -181,7 +188,7 @@ def hvp_check(problem, fd_step=FD_STEP, seed=0):
         flat, _flatten(direction)[0], _flatten(hvp)[0])
     errors = {k: np.asarray(v) for k, v in fd.items()}
     t_fd = time.perf_counter() - start
-    seconds = {"microjax": t_mj, "jax_compile": t_compile, "jax_call": t_call, "fd": t_fd, "fd_evals": 6}
+    seconds = {"microjax": t_mj, "jax_compile": t_compile, "jax_call": t_call, "fd": t_fd, "fd_evals": 13}
     return Check(problem.title, 2, float(problem.jax_loss(params)), _rows(params, mj_hvp, hvp, errors), seconds)
 
 
