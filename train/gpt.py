@@ -59,6 +59,8 @@ def main(argv=None):
     overrides = {k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None}
     if args.resume and not args.out:
         raise UserError("--resume needs --out DIR, the checkpoint folder")
+    if args.probe_plot and args.probe is None:
+        raise UserError("--probe-plot needs --probe CONTEXT, the context whose next character it charts")
     # Every output is checked (and its folder made) before any work, so a run never fails at its end.
     out = output_dir(args.out, "--out")
     metrics_path = output_file(args.metrics_file, "--metrics-file")
