@@ -1,7 +1,10 @@
-"""Graphviz pictures of an expression graph, labelled with each node's op, value and gradient."""
+"""Pictures of an expression graph, labelled with each node's op, value and gradient: Graphviz DOT text,
+rendered by Graphviz's `dot` where it is installed, else by a layered layout drawn with matplotlib."""
 
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 from .engine import Value, _data, derivatives
 from .passes import backward, topological_order
@@ -62,12 +65,119 @@ def _escape(text):
     return "".join("\\" + c if c in '{}|<>"\\' else c for c in text)
 
 
-def render(dot_text, path, fmt=None):
-    """Write the picture to `path` (format from its suffix: svg, png, pdf) with Graphviz's `dot`."""
-    exe = shutil.which("dot")
-    if exe is None:
-        raise RuntimeError("Graphviz's `dot` program is not installed (e.g. `apt-get install graphviz`); "
-                           "the DOT text itself can be pasted into any Graphviz viewer")
-    fmt = fmt or str(path).rsplit(".", 1)[-1]
-    subprocess.run([exe, f"-T{fmt}", "-o", str(path)], input=dot_text.encode(), check=True)
+def render(dot_text, path, fmt=None, engine=None):
+    """Write the picture of `dot_text` to `path`; the format from its suffix (svg, png, pdf) or `fmt`.
+
+    engine "dot" runs Graphviz's program; "matplotlib" draws draw_dot's graphs in pure Python (a layered
+    layout, matplotlib imported only here); None picks dot where it is installed, else matplotlib.
+    """
+    fmt = fmt or (str(path).rsplit(".", 1)[-1] if "." in Path(path).name else None)
+    if not fmt:
+        raise ValueError(f"cannot tell the picture format of {path}: give it a suffix (.svg, .png, .pdf)")
+    engine = engine or ("dot" if shutil.which("dot") else "matplotlib")
+    if engine == "dot":
+        exe = shutil.which("dot")
+        if exe is None:
+            raise RuntimeError("Graphviz's `dot` program is not installed (e.g. `apt-get install graphviz`); "
+                               "render(..., engine='matplotlib') draws without it")
+        done = subprocess.run([exe, f"-T{fmt}", "-o", str(path)], input=dot_text.encode(), capture_output=True)
+        if done.returncode:
+            raise RuntimeError(f"dot could not write {path}: {done.stderr.decode().strip()}")
+    elif engine == "matplotlib":
+        _render_matplotlib(dot_text, path, fmt)
+    else:
+        raise ValueError(f"unknown engine {engine!r}: 'dot', 'matplotlib' or None")
     return path
+
+
+_NODE = re.compile(r'^\s*(\w+)\s*\[label="((?:[^"\\]|\\.)*)"\];?\s*$')
+_EDGE = re.compile(r"^\s*(\w+)\s*->\s*(\w+)\s*;?\s*$")
+COLUMN, ROW, DPI = 1.7, 0.62, 100  # inches per layer and per node in the tallest layer; pixels per inch
+
+
+def parse_dot(dot_text):
+    """({node: [label lines]}, [(parent, child)]) from DOT as draw_dot writes it (record labels, edges)."""
+    nodes, edges = {}, []
+    for line in dot_text.splitlines():
+        if m := _NODE.match(line):
+            fields = re.split(r"(?<!\\)\|", m.group(2).strip().removeprefix("{").removesuffix("}"))
+            nodes[m.group(1)] = [re.sub(r"\\(.)", r"\1", f.strip()) for f in fields]
+        elif m := _EDGE.match(line):
+            edges.append(m.groups())
+    if not nodes:
+        raise ValueError("no labelled nodes found: the matplotlib route reads DOT as draw_dot writes it")
+    for a, b in edges:
+        nodes.setdefault(a, [a]), nodes.setdefault(b, [b])
+    return nodes, edges
+
+
+def layered_layout(nodes, edges):
+    """{node: (x, y)}: x is the layer, y the place in it, as in Sugiyama's method (Graphviz's own).
+
+    Layers count back from the output (the longest path to it), so each input sits just before its
+    first use rather than all in the first column; a few barycentre sweeps order each layer by its
+    neighbours' places, which keeps most edges from crossing. No recursion, deterministic.
+    """
+    parents, children = {n: [] for n in nodes}, {n: [] for n in nodes}
+    for a, b in edges:
+        parents[b].append(a), children[a].append(b)
+    pending = {n: len(children[n]) for n in nodes}  # Kahn's algorithm from the sinks back
+    ready = [n for n in nodes if not pending[n]]
+    depth = dict.fromkeys(ready, 0)
+    while ready:
+        n = ready.pop()
+        for p in parents[n]:
+            depth[p] = max(depth.get(p, 0), depth[n] + 1)
+            pending[p] -= 1
+            if not pending[p]:
+                ready.append(p)
+    if len(depth) < len(nodes):
+        raise ValueError("the graph has a cycle")
+    top = max(depth.values())
+    layers = [[] for _ in range(top + 1)]
+    for n in nodes:
+        layers[top - depth[n]].append(n)
+    y = {}
+
+    def place(layer):
+        for i, n in enumerate(layer):
+            y[n] = i - (len(layer) - 1) / 2
+
+    for layer in layers:
+        place(layer)
+    for sweep in range(6):  # forward sweeps order by parents, backward ones by children
+        order, nbrs = (layers[1:], parents) if sweep % 2 == 0 else (layers[-2::-1], children)
+        for layer in order:
+            layer.sort(key=lambda n: sum(y[m] for m in nbrs[n]) / len(nbrs[n]) if nbrs[n] else y[n])
+            place(layer)
+    return {n: (top - depth[n], y[n]) for n in nodes}
+
+
+def _render_matplotlib(dot_text, path, fmt):
+    try:
+        import matplotlib
+        from matplotlib.figure import Figure  # no pyplot: nothing global changes in the caller's session
+        from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    except ImportError:
+        raise RuntimeError("drawing needs Graphviz's `dot` program or matplotlib (pip install matplotlib)") from None
+    nodes, edges = parse_dot(dot_text)
+    xy = layered_layout(nodes, edges)
+    n_layers = max(x for x, _ in xy.values()) + 1
+    tallest = max(sum(1 for x2, _ in xy.values() if x2 == x) for x in range(n_layers))
+    fig = Figure(figsize=(COLUMN * n_layers, ROW * tallest + 0.2))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(-0.5, n_layers - 0.5)
+    ax.set_ylim(tallest / 2 + 0.1, -tallest / 2 - 0.1)
+    ax.axis("off")
+    w, h = 0.42, 0.4  # half a box, in layers and rows
+    for a, b in edges:
+        (xa, ya), (xb, yb) = xy[a], xy[b]
+        ax.add_patch(FancyArrowPatch((xa + w, ya), (xb - w, yb), arrowstyle="-|>", mutation_scale=7, lw=0.6,
+                                     color="0.45", shrinkA=0, shrinkB=0))
+    for n, lines in nodes.items():
+        x, y = xy[n]
+        ax.add_patch(FancyBboxPatch((x - w, y - h), 2 * w, 2 * h, boxstyle="round,pad=0,rounding_size=0.05",
+                                    fc="#eef3fb", ec="0.3", lw=0.6))
+        ax.text(x, y, "\n".join(lines), ha="center", va="center", fontsize=6.5, family="monospace")
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text: searchable and small
+        fig.savefig(path, format=fmt, dpi=DPI)

@@ -86,8 +86,8 @@ def _block(params, i, x, attend):
 def _attention(q, k, v, mask, config):
     """Multi-head attention of queries (..., T, C) over keys/values (..., S, C) where mask (..., T, S) allows."""
     q, k, v = (_heads(t, config) for t in (q, k, v))
-    out = _mix(q, k, v, mask, math.sqrt(config.head_dim))
-    return out.reshape(*out.shape[:-2], config.n_embd)  # (..., T, H, D) -> (..., T, C)
+    out, weights = _mix(q, k, v, mask, math.sqrt(config.head_dim))
+    return out.reshape(*out.shape[:-2], config.n_embd), weights  # (..., T, H, D) -> (..., T, C)
 
 
 def _weights(q, k, mask, sqrt_d):
@@ -99,24 +99,30 @@ def _weights(q, k, mask, sqrt_d):
     return jax.nn.softmax(scores + bias[..., None, :, :], axis=-1)
 
 
+def _mix_plain(q, k, v, mask, sqrt_d):
+    w = _weights(q, k, mask, sqrt_d)  # (..., H, T, S): each query's weights over the keys
+    return jnp.einsum("...hts,...shd->...thd", w, v), w
+
+
 @partial(jax.custom_vjp, nondiff_argnums=(4,))
 def _mix(q, k, v, mask, sqrt_d):
-    """Every head's weighted sum of values (..., T, H, D). Its backward is derived by hand and keeps only
-    the weights: autodiff's kept and transposed the masked scores too, and for 16-position rows those
-    tensors are the step's cost (batch 256 of the default model: 0.74x the time; equal to autodiff of
-    this forward to 1e-12 in float64, tests/test_speed.py)."""
-    return jnp.einsum("...hts,...shd->...thd", _weights(q, k, mask, sqrt_d), v)
+    """Every head's weighted sum of values (..., T, H, D), and the weights. The backward is derived by
+    hand and keeps only the weights: autodiff's kept and transposed the masked scores too, and for
+    16-position rows those tensors are the step's cost (batch 256 of the default model: 0.74x the time;
+    equal to autodiff of `_mix_plain` to 1e-12 in float64, tests/test_speed.py)."""
+    return _mix_plain(q, k, v, mask, sqrt_d)
 
 
 def _mix_fwd(q, k, v, mask, sqrt_d):
-    w = _weights(q, k, mask, sqrt_d)
-    return jnp.einsum("...hts,...shd->...thd", w, v), (q, k, v, w)
+    out, w = _mix_plain(q, k, v, mask, sqrt_d)
+    return (out, w), (q, k, v, w)
 
 
-def _mix_bwd(sqrt_d, residuals, g):
+def _mix_bwd(sqrt_d, residuals, cotangents):
     q, k, v, w = residuals
+    g, g_w = cotangents  # g_w: the weights' own cotangent, zero unless something differentiates them
     dv = jnp.einsum("...hts,...thd->...shd", w, g)
-    dw = jnp.einsum("...thd,...shd->...hts", g, v)
+    dw = jnp.einsum("...thd,...shd->...hts", g, v) + g_w
     dscores = w * (dw - jnp.sum(w * dw, axis=-1, keepdims=True)) / sqrt_d  # softmax's backward, then the scale
     dq = jnp.einsum("...hts,...shd->...thd", dscores, k)
     dk = jnp.einsum("...hts,...thd->...shd", dscores, q)
@@ -146,11 +152,12 @@ def _embed_bwd(residuals, g):
 embed.defvjp(_embed_fwd, _embed_bwd)
 
 
-def apply(params, tokens, config, positions=None, segments=None):
+def apply(params, tokens, config, positions=None, segments=None, return_attention=False):
     """Logits (..., T, vocab) for tokens (T,) or (B, T), every position attending to itself and before.
 
     Packed rows, several documents side by side in one row, give each token its position within its
-    document and a segment id; a token then attends only within its own segment.
+    document and a segment id; a token then attends only within its own segment. With
+    `return_attention`, also the softmax weights the logits were computed with, (..., n_layer, H, T, T).
     """
     T = tokens.shape[-1]
     mask = jnp.tril(jnp.ones((T, T), bool))
@@ -158,9 +165,17 @@ def apply(params, tokens, config, positions=None, segments=None):
         mask = mask & (segments[..., :, None] == segments[..., None, :])
     pos_emb = params["wpe"][:T] if positions is None else embed(params["wpe"], positions)
     x = rmsnorm(embed(params["wte"], tokens) + pos_emb)
+    attention = []
+
+    def attend(q, k, v):
+        out, weights = _attention(q, k, v, mask, config)
+        attention.append(weights)
+        return out
+
     for i in range(config.n_layer):
-        x = _block(params, i, x, lambda q, k, v: _attention(q, k, v, mask, config))
-    return linear(x, params["lm_head"])
+        x = _block(params, i, x, attend)
+    logits = linear(x, params["lm_head"])
+    return (logits, jnp.stack(attention, axis=-4)) if return_attention else logits
 
 
 def token_nll(params, tokens, targets, config, positions=None, segments=None):
@@ -198,7 +213,7 @@ def decode_step(params, cache, token, pos, config):
         def attend(q, k, v, i=i):
             nonlocal cache
             cache = {"k": cache["k"].at[i, pos].set(k[0]), "v": cache["v"].at[i, pos].set(v[0])}
-            return _attention(q, cache["k"][i], cache["v"][i], visible, config)
+            return _attention(q, cache["k"][i], cache["v"][i], visible, config)[0]
 
         x = _block(params, i, x, attend)
     return linear(x[0], params["lm_head"]), cache

@@ -31,19 +31,19 @@ def test_length_buckets_train_exactly_like_full_rows(names):
 
 def test_attention_backward_by_hand_equals_autodiff_of_the_plain_forward():
     """models/gpt.py `_mix` has a hand-derived backward; it equals jax's autodiff of the same forward
-    in float64 to 1e-12, with a causal mask split into two segments as packed rows have."""
+    (`_mix_plain`) in float64 to 1e-12, with a causal mask split into two segments as packed rows have,
+    for the output and for the weights it also returns."""
     B, T, H, D = 3, 16, 4, 4
     q, k, v, g = (jax.random.normal(jax.random.PRNGKey(i), (B, T, H, D), jnp.float64) for i in range(4))
+    g_w = jax.random.normal(jax.random.PRNGKey(4), (B, H, T, T), jnp.float64)
     segments = (jnp.arange(T) >= jnp.array([5, 9, 16])[:, None]).astype(int)  # the last row is one segment
     mask = jnp.tril(jnp.ones((T, T), bool)) & (segments[:, :, None] == segments[:, None, :])
     sqrt_d = np.sqrt(D)
-
-    def plain(q, k, v):
-        return jnp.einsum("...hts,...shd->...thd", gpt._weights(q, k, mask, sqrt_d), v)
-
     out, by_hand = jax.vjp(lambda q, k, v: gpt._mix(q, k, v, mask, sqrt_d), q, k, v)
-    ref_out, autodiff = jax.vjp(plain, q, k, v)
-    np.testing.assert_allclose(out, ref_out, rtol=0, atol=0)
-    for mine, ref in zip(by_hand(g), autodiff(g)):
-        assert float(jnp.max(jnp.abs(ref))) > 0.1  # a real gradient, not zeros on both sides
-        np.testing.assert_allclose(mine, ref, rtol=1e-12, atol=1e-12)
+    ref_out, autodiff = jax.vjp(lambda q, k, v: gpt._mix_plain(q, k, v, mask, sqrt_d), q, k, v)
+    for mine, ref in zip(out, ref_out):
+        np.testing.assert_array_equal(mine, ref)
+    for cotangent in ((g, jnp.zeros_like(g_w)), (g, g_w)):
+        for mine, ref in zip(by_hand(cotangent), autodiff(cotangent)):
+            assert float(jnp.max(jnp.abs(ref))) > 0.1  # a real gradient, not zeros on both sides
+            np.testing.assert_allclose(mine, ref, rtol=1e-12, atol=1e-12)

@@ -50,6 +50,7 @@ def build_parser():
     p.add_argument("--metrics-file", help="write one JSON object per step (and per evaluation)")
     p.add_argument("--plot", help="save a PNG of the loss curve here")
     p.add_argument("--probe", help="print the next-character distribution after this context, before and after")
+    p.add_argument("--probe-plot", help="save a bar chart of the --probe distributions, before and after, here")
     return p
 
 
@@ -58,10 +59,15 @@ def main(argv=None):
     overrides = {k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None}
     if args.resume and not args.out:
         raise UserError("--resume needs --out DIR, the checkpoint folder")
+    if args.probe_plot and args.probe is None:
+        raise UserError("--probe-plot needs --probe CONTEXT, the context whose next character it charts")
     # Every output is checked (and its folder made) before any work, so a run never fails at its end.
     out = output_dir(args.out, "--out")
     metrics_path = output_file(args.metrics_file, "--metrics-file")
     plot_path = output_file(args.plot, "--plot")
+    if args.probe_plot and args.probe is None:
+        raise UserError("--probe-plot needs --probe CONTEXT, the context whose next character it charts")
+    args.probe_plot = output_file(args.probe_plot, "--probe-plot")
     main_process = os.environ.get("JAX_PROCESS_ID", "0") == "0"  # only process 0 writes
     if out and main_process:
         with FolderLock(out):
@@ -98,8 +104,8 @@ def train_and_sample(args, overrides, out, metrics_path, plot_path):
         f"{run.model.vocab_size} | num params: {sum(p.size for p in run.params.values())} | truncated to "
         f"block_size: {run.truncated}" + (f" | resumed at step {run.step}" if saved else ""))
     if args.probe is not None:
-        dist = sampling.probe(devices.to_host(run.params), run.model, run.tokenizer, args.probe)
-        show_probe(say, "before training", dist, args.probe)
+        before = sampling.probe(devices.to_host(run.params), run.model, run.tokenizer, args.probe, top=None)
+        show_probe(say, "before training", before, args.probe)
 
     # On resume the metrics file is rewritten from the checkpoint's history: steps a killed run wrote
     # after its last checkpoint are dropped, and every step appears exactly once.
@@ -133,7 +139,12 @@ def train_and_sample(args, overrides, out, metrics_path, plot_path):
         say(f"saved checkpoint at step {run.step} to {out}")
     params = devices.to_host(run.params)
     if args.probe is not None:
-        show_probe(say, "after training", sampling.probe(params, run.model, run.tokenizer, args.probe), args.probe)
+        after = sampling.probe(params, run.model, run.tokenizer, args.probe, top=None)
+        show_probe(say, "after training", after, args.probe)
+        if args.probe_plot and main_process:
+            from .pictures import plot_probe
+
+            say(f"saved the next-character chart to {plot_probe(args.probe, before, after, args.probe_plot)}")
     if plot_path and main_process:
         from .plot import plot_losses
 
@@ -159,7 +170,7 @@ def open_metrics(path, history):
 
 
 def show_probe(say, when, dist, context):
-    say(f"next character after {context!r}, {when}: " + "  ".join(f"{c} {p:5.1%}" for c, p in dist))
+    say(f"next character after {context!r}, {when}: " + "  ".join(f"{c} {p:5.1%}" for c, p in dist[:5]))
 
 
 if __name__ == "__main__":

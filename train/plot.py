@@ -1,14 +1,33 @@
-"""The loss curve as a PNG (matplotlib, drawn off-screen)."""
+"""The loss curve as a PNG, and the matplotlib set-up every picture shares (drawn off-screen)."""
 
 from .cli import UserError
 
+DPI = 120  # a picture's size in pixels is its figsize in inches times this
 
-def plot_losses(rows, path):
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: files only, no display needed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save(fig, path):
+    """Write the figure (format from the suffix) and close it; an unwritable path is a one-line error."""
+    try:
+        fig.savefig(path, dpi=DPI)
+    except OSError as e:
+        raise UserError(f"cannot write the picture to {path}: {e.strerror}") from None
+    finally:
+        pyplot().close(fig)
+    return path
+
+
+def plot_losses(rows, path):
+    plt = pyplot()
     steps = [r["step"] for r in rows if "loss" in r]
     losses = [r["loss"] for r in rows if "loss" in r]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -26,10 +45,4 @@ def plot_losses(rows, path):
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=120)
-    except OSError as e:
-        raise UserError(f"cannot write the plot to {path}: {e.strerror}") from None
-    finally:
-        plt.close(fig)
-    return path
+    return save(fig, path)

@@ -84,7 +84,8 @@ def sample_jax(params, config, tokenizer, key, num_samples, temperature, prompt=
 
 
 def probe(params, config, tokenizer, context, top=5):
-    """The model's next-token distribution after BOS + context: [(char or '<BOS>', probability)]."""
+    """The model's next-token distribution after BOS + context: [(char or '<BOS>', probability)], the
+    `top` most likely first (every token with top=None)."""
     ids = jnp.asarray([tokenizer.bos] + tokenizer.encode(context)[-(config.block_size - 1) :])
     probs = np.asarray(jax.nn.softmax(gpt.apply(params, ids, config)[-1].astype(jnp.float32)))
     order = np.argsort(-probs)[:top]
