@@ -14,6 +14,8 @@ import time
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # the whole-job runs share the accelerator
 
+from train.cli import ArgumentParser, number, output_file, run as run_cli  # noqa: E402
+
 from . import cases  # noqa: E402  (imports jax)
 
 TARGETS = {  # issue 13's goals on this project's 2-core CPU machine: key -> (at most, which figure)
@@ -98,18 +100,30 @@ def with_anchors(rows):
     return out
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--json", help="also write the results here")
-    p.add_argument("--cases", default=",".join(cases.ALL), help=f"comma-separated subset of {','.join(cases.ALL)}")
-    p.add_argument("--large", action="store_true", help="add larger batched models and bfloat16 (for accelerators)")
-    p.add_argument("--reps", type=int, default=5, help="timed repetitions per figure (5)")
-    args = p.parse_args(argv)
-    unknown = set(args.cases.split(",")) - set(cases.ALL)
+def case_list(text):
+    """--cases: a comma-separated subset of the cases, in the order given."""
+    names = text.split(",")
+    unknown = [n for n in names if n not in cases.ALL]
     if unknown:
-        sys.exit(f"error: unknown case(s) {', '.join(sorted(unknown))}; choose from {', '.join(cases.ALL)}")
+        raise argparse.ArgumentTypeError(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(cases.ALL)}")
+    return names
+
+
+def build_parser():
+    p = ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--cases", type=case_list, default=list(cases.ALL),
+                   help=f"comma-separated subset of {','.join(cases.ALL)}")
+    p.add_argument("--large", action="store_true", help="add larger batched models and bfloat16 (for accelerators)")
+    p.add_argument("--reps", type=number(int, 1, 1000), default=5, help="timed repetitions per figure (5)")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    output_file(args.json, "--json")
     start, rows = time.perf_counter(), []
-    for name in args.cases.split(","):
+    for name in args.cases:
         print(f"# {name}", file=sys.stderr, flush=True)
         rows.extend(cases.ALL[name](args))
     rows = with_anchors(rows)
@@ -130,4 +144,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -11,10 +11,14 @@ from train.cli import ArgumentParser, UserError, run as run_cli
 from .run import NOTEBOOKS, execute
 
 
-def main(argv=None):
+def build_parser():
     p = ArgumentParser(prog="python -m notebooks", description=__doc__.split("\n\n")[0])
     p.add_argument("names", nargs="*", metavar="NAME", help="e.g. 01 or microgpt (default: every notebook)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     chosen = [path for path in NOTEBOOKS if not args.names or any(n in path.name for n in args.names)]
     if not chosen:
         raise UserError(f"no notebook matches {' '.join(args.names)}; there are "

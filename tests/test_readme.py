@@ -62,9 +62,10 @@ def test_every_block_runs_as_written(fresh, lang, text):
     assert not re.search(r"^error:", result.stderr, re.M), result.stderr
 
 
-INLINE = re.findall(r"`python -m (train\.\w+)([^`]*)`", README)
+INLINE = re.findall(r"`python -m (train\.\w+|bench|notebooks)([^`]*)`", README)
 
 
 @pytest.mark.parametrize("module, flags", INLINE, ids=[f"{m}{f}" for m, f in INLINE])
 def test_every_inline_command_has_valid_flags(module, flags):
-    importlib.import_module(module).build_parser().parse_args(shlex.split(flags))
+    module = importlib.import_module(module if module.startswith("train.") else f"{module}.__main__")
+    module.build_parser().parse_args(shlex.split(flags))
