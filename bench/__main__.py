@@ -18,13 +18,13 @@ from train.cli import ArgumentParser, number, output_file, run as run_cli  # noq
 
 from . import cases  # noqa: E402  (imports jax)
 
-TARGETS = {  # issue 13's goals on this project's 2-core CPU machine: key -> (at most, which figure)
+TARGETS = {  # the project's speed goals on its 2-core CPU machine: key -> (at most, which figure)
     "preset_long_us_per_step": (30, "value"), "batched_default_us_per_doc": (5, "value"),
     "batched_64x4_us_per_doc": (60, "value"), "whole_job_warm_s": (0.2, "ratio_value"),
     "whole_job_cold_s": (2.0, "value"),
 }
 # The fastest public microgpt ports, built and timed on this machine class in one interleaved run of
-# their own (issue 13), NOT in this run: where microjax stands. key of our row -> [(name, value)].
+# their own, NOT in this run: where microjax stands. key of our row -> [(name, value)].
 ANCHORS = {
     "preset_long_us_per_step": [("EEmicroGPT (hand-written C, float32, fast exp), 1 doc/step", 13.7),
                                 ("enjector/microgpt-c (C99, float64), 1 doc/step", 26.0),
