@@ -275,6 +275,12 @@ def sampling(args):
                 "one jitted decode step per token", m / base, faster_is="higher")]
 
 
+def engine(args):
+    """The scalar engine alone (bench/engine_cases.py, which imports this module's helpers)."""
+    from .engine_cases import run
+
+    return run(args)
+
+
 ALL = {"preset": preset, "scalar": scalar, "torch": torch_eager, "batched": batched, "micrograd": micrograd,
-       "sampling": sampling}
-ALL["engine"] = lambda args: __import__("bench.engine_cases", fromlist=["run"]).run(args)  # the scalar engine alone
+       "sampling": sampling, "engine": engine}

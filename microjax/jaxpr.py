@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .engine import Value, _data
 from .passes import depends_on, oldest, topological_order
-from .transforms import pauses_cycle_collection, trace, tree_flatten
+from .transforms import _check_numbers, pauses_cycle_collection, trace, tree_flatten
 
 __all__ = ["make_jaxpr", "Jaxpr", "Eqn"]
 
@@ -71,6 +71,7 @@ def make_jaxpr(f):
         out, traced = trace(f, args, tuple(range(len(args))))
         inputs = [v for _, values in traced for v in values]
         outs = tree_flatten(out)[0]
+        _check_numbers(outs, "the outputs of f")
         order = topological_order([o for o in outs if type(o) is Value], since=oldest(inputs))
         live = depends_on(order, inputs)
         fresh = map(_name, itertools.count())

@@ -30,8 +30,8 @@ SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-samples",
 
 def bad_values(kind, bounds):
     """What people mistype and scripts produce, plus the values just outside the flag's stated range.
-    (A float flag with no upper bound, --lr or --temperature, takes any finite size: a learning rate of
-    1e30 is refused by the NaN guard at its first step, a temperature of 1e30 samples uniformly.)"""
+    (A float flag with no upper bound, such as --temperature, takes any finite size: a temperature of
+    1e30 samples uniformly.)"""
     values = ["nan", "inf", "-inf", "1e999", "ten", ""]
     if kind is int:
         values += ["1.5", "9" * 30]
@@ -85,9 +85,10 @@ def test_every_numeric_flag_refuses_bad_values_before_any_work(module, required,
 
 @pytest.mark.parametrize("module, argv, line", [
     ("train.gpt", ["--steps", "nan"], "error: argument --steps: expected an integer >= 1 and <= 1,000,000,000, got 'nan'"),
-    ("train.gpt", ["--lr", "inf"], "error: argument --lr: expected a number > 0, got 'inf'"),
+    ("train.gpt", ["--lr", "inf"], "error: argument --lr: expected a number <= 1e+30 and > 0, got 'inf'"),
+    ("train.gpt", ["--temperature", "1e-30"], "error: argument --temperature: expected a number >= 0.001, got '1e-30'"),
     ("train.gpt", ["--rng", "numpy"], "error: argument --rng: invalid choice: 'numpy' (choose from 'python', 'jax')"),
-    ("train.sample", ["--checkpoint", "x", "--temperature", "0"], "error: argument --temperature: expected a number > 0, got '0'"),
+    ("train.sample", ["--checkpoint", "x", "--temperature", "0"], "error: argument --temperature: expected a number >= 0.001, got '0'"),
     ("train.mlp", ["--steps", "-5"], "error: argument --steps: expected an integer >= 1 and <= 1,000,000, got '-5'"),
     ("train.mlp", ["--frobnicate"], "error: unrecognized arguments: --frobnicate"),
 ])
@@ -112,8 +113,9 @@ def test_unwritable_outputs_are_refused_before_training(tmp_path, monkeypatch, f
         with pytest.raises(UserError, match=f"cannot write {flag} .*{words}"):
             gpt_cli.main([flag, str(path)])
     if flag != "--out":
+        (tmp_path / "folder.png").mkdir()
         with pytest.raises(UserError, match="is a directory"):
-            gpt_cli.main([flag, str(tmp_path)])
+            gpt_cli.main([flag, str(tmp_path / "folder.png")])
     else:
         with pytest.raises(UserError, match="is a file, not a folder"):
             gpt_cli.main([flag, str(blocker)])
@@ -124,8 +126,24 @@ def test_draw_path_is_checked_before_drawing(tmp_path):
 
     with pytest.raises(UserError, match="cannot write --draw"):
         mlp.main(["--draw", "/proc/microjax/graph.svg"])
-    with pytest.raises(UserError, match=r"must end in \.dot, \.svg, \.png or \.pdf"):
+    with pytest.raises(UserError, match=r"must end in \.dot, \.png, \.svg, \.pdf"):
         mlp.main(["--draw", str(tmp_path / "graph.txt")])
+
+
+@pytest.mark.parametrize("argv", [["--plot", "loss.txt"], ["--plot", "lossplot"],
+                                  ["--probe", "e", "--probe-plot", "probe.xyz"]], ids=" ".join)
+def test_picture_paths_must_name_a_format_we_write(tmp_path, monkeypatch, argv):
+    no_work(monkeypatch)
+    argv = argv[:-1] + [str(tmp_path / argv[-1])]
+    with pytest.raises(UserError, match=r"the name must end in \.png, \.svg, \.pdf"):
+        gpt_cli.main(argv)
+
+
+def test_attention_picture_path_is_checked_first(tmp_path):
+    from train import attention
+
+    with pytest.raises(UserError, match=r"--out .*a\.txt: the name must end in \.png, \.svg, \.pdf"):
+        attention.main(["--checkpoint", str(tmp_path / "none"), "--text", "emma", "--out", str(tmp_path / "a.txt")])
 
 
 def test_output_folders_are_created(tiny_data, tmp_path):

@@ -97,6 +97,10 @@ def test_checkpoint_round_trip_damage_and_mismatch(tiny_data, tmp_path):
         gpt_cli.main(["--data", str(other), "--out", str(out), "--resume"])
     with pytest.raises(UserError, match="already holds a checkpoint; add --resume"):  # a new run never overwrites
         gpt_cli.main(["--data", str(tiny_data), "--out", str(out)])
+    with pytest.raises(UserError, match="the checkpoint is at step 3, past the 2 steps asked for"):
+        gpt_cli.main(["--data", str(tiny_data), "--out", str(out), "--resume", "--steps", "2"])
+    with pytest.raises(UserError, match="--until-step 3: the checkpoint is already at step 3"):
+        gpt_cli.main(["--data", str(tiny_data), "--out", str(out), "--resume", "--until-step", "3"])
     run = trainer.prepare(trainer.TrainConfig(n_embd=16, block_size=8), load_docs(tiny_data))
     with pytest.raises(UserError, match="shape"):
         checkpoint.restore(tensors, "params", run.params)
@@ -264,6 +268,8 @@ def test_the_names_ship_with_the_package_and_flags_and_environment_still_win(tmp
     (["--batch-size", "100"], "larger than the 64 training documents"),
     (["--resume"], "--resume needs --out"),
     (["--devices", "3"], "--devices 3"),
+    (["--save-every", "5"], "--save-every needs --out"),
+    (["--steps", "5", "--epochs", "2"], "give --steps or --epochs, not both"),
 ])
 def test_impossible_settings_are_clear_errors(tiny_data, argv, words):
     with pytest.raises(UserError, match=re.escape(words)):

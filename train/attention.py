@@ -4,7 +4,7 @@ A heat map per layer and head of a trained model's attention weights over BOS + 
 down and keys across, as `models.gpt.apply` computes them.
 """
 
-from .cli import ArgumentParser, output_file, run as run_cli
+from .cli import PICTURES, ArgumentParser, output_file, run as run_cli
 
 
 def build_parser():
@@ -17,7 +17,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    out = output_file(args.out, "--out")  # before any work
+    out = output_file(args.out, "--out", PICTURES)  # before any work
 
     from .pictures import attention, plot_attention
     from .sample import load_model

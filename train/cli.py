@@ -57,14 +57,23 @@ def number(kind, low=None, high=None, *, above=None, below=None):
 
 
 SEED = number(int, 0, 2**32 - 1)
+# Below 0.001, logits / temperature overflows to inf and the probabilities to NaN (or, in float32, the
+# temperature itself rounds to zero): what is left is argmax, which 0.001 already gives.
+TEMPERATURE = number(float, 0.001)
 
 
-def output_file(path, flag):
-    """Make sure `path` can be written before any work: create its folder, try a file beside it.
-    Returns the path; a path that cannot be written is a UserError naming the flag."""
+PICTURES = (".png", ".svg", ".pdf")  # what the picture flags write, the format told by the suffix
+
+
+def output_file(path, flag, suffixes=None):
+    """Make sure `path` can be written before any work: create its folder, try a file beside it, and
+    (for pictures) that its suffix names a format we write. Returns the path; a path that cannot be
+    written is a UserError naming the flag."""
     if path is None:
         return None
     path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UserError(f"{flag} {path}: the name must end in {', '.join(suffixes)}")
     if path.is_dir():
         raise UserError(f"{flag} {path} is a directory; give a file name")
     _try_writing(path.parent, flag, path)
@@ -118,7 +127,7 @@ class FolderLock:
         self.file.truncate()
         started = datetime.datetime.now().isoformat(timespec="seconds")
         self.file.write(f"pid {os.getpid()} on {socket.gethostname()}, started {started}: "
-                        f"{' '.join([Path(sys.argv[0]).name] + sys.argv[1:])}")
+                        f"{' '.join(sys.orig_argv)}")
         self.file.flush()
 
     def release(self):

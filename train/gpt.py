@@ -9,8 +9,8 @@ import json
 import os
 import sys
 
-from .cli import (SEED, ArgumentParser, FolderLock, UserError, enable_compilation_cache, number, output_dir,
-                  output_file, run as run_cli)
+from .cli import (PICTURES, SEED, TEMPERATURE, ArgumentParser, FolderLock, UserError, enable_compilation_cache,
+                  number, output_dir, output_file, run as run_cli)
 
 MAX_STEPS = 10**9
 FLAGS = {  # TrainConfig field -> (argparse type, help); every one defaults to the microgpt preset
@@ -18,7 +18,7 @@ FLAGS = {  # TrainConfig field -> (argparse type, help); every one defaults to t
     "steps": (number(int, 1, MAX_STEPS), "optimizer steps; the learning rate decays linearly to zero over them (1000)"),
     "epochs": (number(float, above=0, high=10**6), "train for this many passes over the training documents instead of --steps"),
     "batch_size": (number(int, 1, 10**6), "documents per step (1)"),
-    "lr": (number(float, above=0), "peak Adam learning rate (0.01)"),
+    "lr": (number(float, above=0, high=1e30), "peak Adam learning rate (0.01)"),  # it must fit in float32
     "n_layer": (number(int, 1, 1024), "transformer blocks (1)"),
     "n_embd": (number(int, 1, 65536), "embedding width (16)"),
     "n_head": (number(int, 1, 65536), "attention heads (4)"),
@@ -38,7 +38,7 @@ def build_parser():
                                   "shipped with microjax)")
     for name, (kind, text) in FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text, choices=CHOICES.get(name))
-    p.add_argument("--temperature", type=number(float, above=0), default=0.5, help="sampling temperature (0.5)")
+    p.add_argument("--temperature", type=TEMPERATURE, default=0.5, help="sampling temperature, 0.001 or more (0.5)")
     p.add_argument("--num-samples", type=number(int, 0, 10**6), default=20, help="names to sample after training (20)")
     p.add_argument("--out", help="checkpoint folder: saved at the end, every --save-every steps, and on Ctrl-C or "
                                  "SIGTERM; one run at a time")
@@ -61,13 +61,15 @@ def main(argv=None):
         raise UserError("--resume needs --out DIR, the checkpoint folder")
     if args.probe_plot and args.probe is None:
         raise UserError("--probe-plot needs --probe CONTEXT, the context whose next character it charts")
+    if args.save_every and not args.out:
+        raise UserError("--save-every needs --out DIR, where to save")
+    if args.steps is not None and args.epochs is not None:
+        raise UserError("give --steps or --epochs, not both")
     # Every output is checked (and its folder made) before any work, so a run never fails at its end.
     out = output_dir(args.out, "--out")
     metrics_path = output_file(args.metrics_file, "--metrics-file")
-    plot_path = output_file(args.plot, "--plot")
-    if args.probe_plot and args.probe is None:
-        raise UserError("--probe-plot needs --probe CONTEXT, the context whose next character it charts")
-    args.probe_plot = output_file(args.probe_plot, "--probe-plot")
+    plot_path = output_file(args.plot, "--plot", PICTURES)
+    args.probe_plot = output_file(args.probe_plot, "--probe-plot", PICTURES)
     main_process = os.environ.get("JAX_PROCESS_ID", "0") == "0"  # only process 0 writes
     if out and main_process:
         with FolderLock(out):
@@ -97,6 +99,8 @@ def train_and_sample(args, overrides, out, metrics_path, plot_path):
     run = trainer.prepare(cfg, docs, args.devices, source=data_path)
     if saved:
         loop.restore_run(run, *saved)
+        if args.until_step is not None and args.until_step <= run.step:
+            raise UserError(f"--until-step {args.until_step}: the checkpoint is already at step {run.step}")
     main_process = jax.process_index() == 0
     say = print if main_process else (lambda *a, **k: None)
     say(f"devices: {run.mesh.size} ({run.mesh.devices.flat[0].platform})")
@@ -136,7 +140,7 @@ def train_and_sample(args, overrides, out, metrics_path, plot_path):
             + ("; continue with --resume" if out else ""), file=sys.stderr)
         sys.exit(128 + status)
     if out:
-        say(f"saved checkpoint at step {run.step} to {out}")
+        say(f"checkpoint at step {run.step} in {out}")
     params = devices.to_host(run.params)
     if args.probe is not None:
         after = sampling.probe(params, run.model, run.tokenizer, args.probe, top=None)

@@ -52,13 +52,18 @@ def resumed_config(meta, overrides):
 def restore_run(run, tensors, meta):
     """Load parameters, optimizer state, step, RNG state and the metrics so far from a checkpoint into a
     prepared run, after checking that it was trained on the same documents."""
-    saved = meta.get("data") or {}
+    saved = meta.get("data")
+    if not saved:
+        raise UserError("the checkpoint records no fingerprint of its data (it was written before checkpoints "
+                        "kept one), so resuming it cannot be checked against this data; start a new run")
     if saved.get("sha256") != run.data_info["sha256"]:
         raise UserError(f"checkpoint was trained on other data ({_describe(saved)}), not on this run's "
                         f"({_describe(run.data_info)}); resuming would change the document order and the split")
     run.params = put(checkpoint.restore(tensors, "params", run.params), run.replicated)
     run.opt_state = put(checkpoint.restore(tensors, "opt", run.opt_state), run.replicated)
     run.step = run.saved_step = int(meta["step"])
+    if run.step > run.total_steps:
+        raise UserError(f"the checkpoint is at step {run.step}, past the {run.total_steps} steps asked for")
     if run.rng is not None and meta.get("python_rng"):
         version, internal, gauss = meta["python_rng"]
         run.rng.setstate((version, tuple(internal), gauss))
@@ -66,8 +71,6 @@ def restore_run(run, tensors, meta):
 
 
 def _describe(data):
-    if not data:
-        return "unknown: the checkpoint records no data fingerprint"
     return f"{data.get('documents', '?')} documents from {data.get('path', '?')}, sha256 {data['sha256'][:12]}…"
 
 

@@ -8,7 +8,7 @@ gradients" step: `value_and_grad` returns fresh gradients every call.
 import microjax
 from microjax import init_mlp, mlp, sgd, squared_error, value_and_grad
 
-from .cli import SEED, ArgumentParser, UserError, number, output_file, run as run_cli
+from .cli import PICTURES, SEED, ArgumentParser, UserError, number, output_file, run as run_cli
 
 XS = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
 YS = [1.0, -1.0, -1.0, 1.0]
@@ -58,9 +58,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.draw and not args.draw.endswith((".dot", ".svg", ".png", ".pdf")):
-        raise UserError(f"--draw {args.draw}: the name must end in .dot, .svg, .png or .pdf")
-    output_file(args.draw, "--draw")
+    output_file(args.draw, "--draw", (".dot", *PICTURES))
     params = init_mlp(3, SIZES, seed=args.seed)
     if args.draw:
         draw(params, args.draw)

@@ -31,7 +31,8 @@ class Progress:
     def __init__(self, total, start, stream=None, every=LOG_EVERY_SECONDS):
         self.stream = stream or sys.stdout
         self.total, self.start, self.every = total, start, every
-        self.started, self.printed = time.monotonic(), -float("inf")  # the first chunk is reported at once
+        self.printed = -float("inf")  # the first dispatch is reported at once
+        self.first = None  # (time, step) after the first dispatch, which includes compiling: rates start there
         self.bar = None
         if self.stream.isatty():
             self.bar = tqdm(total=total, initial=start, file=self.stream, unit="step", dynamic_ncols=True,
@@ -47,14 +48,17 @@ class Progress:
             return
         now = time.monotonic()
         if now - self.printed >= self.every and step < self.total:
-            done = step - self.start
-            left = (self.total - step) * (now - self.started) / done if done else None
+            if self.first is None:
+                self.first = (now, step)
+            seconds, steps = now - self.first[0], step - self.first[1]
+            left = (self.total - step) * seconds / steps if steps else None
             print(status_line(step, self.total, loss, val, epoch, tokens_per_second, left),
                   file=self.stream, flush=True)
             self.printed = now
+            self.last["printed"] = True
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
-        if self.last is not None:
+        if self.last is not None and not self.last.pop("printed", False):
             print(status_line(total=self.total, **self.last), file=self.stream, flush=True)

@@ -3,7 +3,7 @@
 Jitted KV-cache decoding: `lax.scan` over positions, `vmap` over samples, JAX keys from --seed.
 """
 
-from .cli import SEED, ArgumentParser, UserError, enable_compilation_cache, number, run as run_cli
+from .cli import SEED, TEMPERATURE, ArgumentParser, UserError, enable_compilation_cache, number, run as run_cli
 
 
 def load_model(directory):
@@ -36,7 +36,7 @@ def build_parser():
     p = ArgumentParser(prog="python -m train.sample", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="folder (or file) written by train.gpt --out")
     p.add_argument("--num-samples", type=number(int, 1, 10**6), default=20, help="names to draw (20)")
-    p.add_argument("--temperature", type=number(float, above=0), default=0.5, help="softmax temperature (0.5)")
+    p.add_argument("--temperature", type=TEMPERATURE, default=0.5, help="softmax temperature, 0.001 or more (0.5)")
     p.add_argument("--prompt", default="", help="every name starts with these characters")
     p.add_argument("--seed", type=SEED, default=0, help="JAX random seed (0)")
     return p
