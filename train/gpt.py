@@ -116,16 +116,17 @@ def train_and_sample(args, overrides, out, metrics_path, plot_path):
     metrics = open_metrics(metrics_path, run.history) if metrics_path and main_process else None
     progress = Progress(run.total_steps, run.step) if main_process else None
 
-    val = [r["val_loss"] for r in run.history if "val_loss" in r][-1:]  # the latest evaluation, if any
+    val = next((r["val_loss"] for r in reversed(run.history) if "val_loss" in r), None)  # the latest evaluation
 
     def on_chunk(run, rows, tokens_per_second):
+        nonlocal val
         if metrics:
             metrics.writelines(json.dumps(r) + "\n" for r in rows)
             metrics.flush()
-        val[:] = [r["val_loss"] for r in rows if "val_loss" in r][-1:] or val
+        val = next((r["val_loss"] for r in reversed(rows) if "val_loss" in r), val)
         if progress:
             last = [r for r in rows if "loss" in r][-1]
-            progress.update(last["step"], last["loss"], val[0] if val else None,
+            progress.update(last["step"], last["loss"], val,
                             run.step * run.cfg.batch_size / len(run.train_docs), tokens_per_second)
 
     try:
@@ -136,8 +137,8 @@ def train_and_sample(args, overrides, out, metrics_path, plot_path):
         if metrics:
             metrics.close()
     if status != "done":
-        say(f"stopped by {status.name} at step {run.step}" + (f"; saved to {out}" if out else "")
-            + ("; continue with --resume" if out else ""), file=sys.stderr)
+        where = f"; saved to {out}; continue with --resume" if out else ""
+        say(f"stopped by {status.name} at step {run.step}{where}", file=sys.stderr)
         sys.exit(128 + status)
     if out:
         say(f"checkpoint at step {run.step} in {out}")

@@ -33,7 +33,7 @@ class Progress:
         self.total, self.start, self.every = total, start, every
         self.printed = -float("inf")  # the first dispatch is reported at once
         self.first = None  # (time, step) after the first dispatch, which includes compiling: rates start there
-        self.bar = None
+        self.bar, self.shown = None, None  # self.shown: the step of the last plain line printed
         if self.stream.isatty():
             self.bar = tqdm(total=total, initial=start, file=self.stream, unit="step", dynamic_ncols=True,
                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
@@ -54,11 +54,10 @@ class Progress:
             left = (self.total - step) * seconds / steps if steps else None
             print(status_line(step, self.total, loss, val, epoch, tokens_per_second, left),
                   file=self.stream, flush=True)
-            self.printed = now
-            self.last["printed"] = True
+            self.printed, self.shown = now, step
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
-        if self.last is not None and not self.last.pop("printed", False):
+        if self.last is not None and self.last["step"] != self.shown:
             print(status_line(total=self.total, **self.last), file=self.stream, flush=True)
