@@ -30,6 +30,7 @@ from train.lib.scalar import train_microgpt
 from .helpers import GOLDEN_LOSSES, GOLDEN_SAMPLES, ROOT, SMALL, read_metrics, run_module, tree_allclose
 
 
+@pytest.mark.slow
 def test_default_run_reproduces_microgpt(names, tmp_path, capsys):
     metrics = tmp_path / "m.jsonl"
     gpt_cli.main(["--data", str(names), "--metrics-file", str(metrics), "--probe", "e"])
@@ -46,6 +47,7 @@ def test_default_run_reproduces_microgpt(names, tmp_path, capsys):
     assert before < 10 < 20 < after  # near uniform (1/27 = 3.7%) before, concentrated after
 
 
+@pytest.mark.slow
 def test_short_run_equals_the_scalar_twin_trained_the_same_way(names):
     docs = load_docs(names)
     flags = {"n_embd": 8, "n_head": 2, "n_layer": 2, "block_size": 8}
@@ -61,6 +63,7 @@ def test_short_run_equals_the_scalar_twin_trained_the_same_way(names):
         np.testing.assert_allclose(params[name], value, rtol=1e-9, atol=1e-8, err_msg=name)
 
 
+@pytest.mark.slow
 def test_train_step_is_pure_jits_alone_and_is_what_the_chunk_runs(tiny_data):
     """train_step on its own, jitted: the same inputs give the same outputs (nothing is mutated), the
     step is counted, and one step of the scanned, flat-vector, donated chunk gives the same numbers."""
@@ -79,6 +82,7 @@ def test_train_step_is_pure_jits_alone_and_is_what_the_chunk_runs(tiny_data):
     tree_allclose(chunk_state.params, a.params, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [[], ["--rng", "jax", "--batch-size", "4"]], ids=["python", "jax"])
 def test_resume_equals_an_uninterrupted_run_exactly(tiny_data, tmp_path, mode):
     base = ["--data", str(tiny_data), "--steps", "30", "--chunk", "7", "--num-samples", "0", *SMALL, *mode]
@@ -93,6 +97,7 @@ def test_resume_equals_an_uninterrupted_run_exactly(tiny_data, tmp_path, mode):
     assert read_metrics(tmp_path / "a.jsonl") == read_metrics(tmp_path / "b.jsonl")
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_damage_and_mismatch(tiny_data, tmp_path):
     out = tmp_path / "ck"
     gpt_cli.main(["--data", str(tiny_data), "--steps", "3", "--num-samples", "0", "--out", str(out), *SMALL])
@@ -142,6 +147,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert meta == {"step": 1} and np.array_equal(tensors["params['w']"], np.ones(3))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
     out = tmp_path / "ck"
     with pytest.raises(UserError, match=r"loss is nan at step \d+: training stopped; the checkpoint .* is kept"):
@@ -151,6 +157,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_data, t
     assert meta["step"] >= 1 and all(np.all(np.isfinite(t)) for t in tensors.values())
 
 
+@pytest.mark.slow
 def test_batched_training_lowers_the_evaluation_loss(names):
     cfg = TrainConfig(rng="jax", batch_size=32, steps=60, val_fraction=0.05, chunk=30, lr=0.02)
     run, state = runs.prepare(cfg, load_docs(names)[:4000])
@@ -163,6 +170,7 @@ def test_batched_training_lowers_the_evaluation_loss(names):
     assert loop.evaluate(run, trained.state.params) < before - 0.5
 
 
+@pytest.mark.slow
 def test_packing_places_every_document_once_and_keeps_the_loss(names):
     run, state = runs.prepare(TrainConfig(rng="jax", batch_size=48, dtype="float64"), load_docs(names)[:500])
     idx = runs.batch_indices(run, state.key, 0, 3)
@@ -182,6 +190,7 @@ def test_packing_places_every_document_once_and_keeps_the_loss(names):
     assert batches.pack(run.lengths, idx, 16, rows=2, multiple=5).shape[1] == -(-need // 5) * 5  # grows when needed
 
 
+@pytest.mark.slow
 def test_epochs_set_the_number_of_steps(tiny_data):
     run, state = runs.prepare(TrainConfig(rng="jax", batch_size=8, epochs=2.5, block_size=8), load_docs(tiny_data))
     assert run.total_steps == 20  # 64 documents / 8 = 8 steps an epoch
@@ -190,6 +199,7 @@ def test_epochs_set_the_number_of_steps(tiny_data):
     assert not np.array_equal(idx[:8], idx[8:])  # a fresh permutation each epoch
 
 
+@pytest.mark.slow
 def test_sampling_is_reproducible_and_honours_the_prompt(tiny_data, tmp_path, capsys):
     out = tmp_path / "ck"
     gpt_cli.main(["--data", str(tiny_data), "--rng", "jax", "--steps", "20", "--num-samples", "3",
@@ -208,6 +218,7 @@ def test_sampling_is_reproducible_and_honours_the_prompt(tiny_data, tmp_path, ca
         sample_cli.main(["--checkpoint", str(out), "--prompt", "a" * 8])
 
 
+@pytest.mark.slow
 def test_jax_sampler_is_deterministic_and_stays_in_the_vocabulary():
     config = gpt.GPTConfig(5, 8, 2, 1, 6)
     params = gpt.init(jax.random.PRNGKey(0), config, np.float64)
@@ -219,6 +230,7 @@ def test_jax_sampler_is_deterministic_and_stays_in_the_vocabulary():
     assert sum(p for _, p in dist) == pytest.approx(1.0) and dist[0][1] >= dist[-1][1]
 
 
+@pytest.mark.slow
 def test_metrics_and_plot(tiny_data, tmp_path):
     png, metrics = tmp_path / "loss.png", tmp_path / "m.jsonl"
     gpt_cli.main(["--data", str(tiny_data), "--steps", "12", "--val-fraction", "0.25", "--eval-every", "5",
@@ -326,6 +338,7 @@ def test_impossible_settings_are_clear_errors(tiny_data, argv, words):
         gpt_cli.main(["--data", str(tiny_data), *argv])
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_without_traceback(tmp_path):
     result = run_module("train.gpt", "--data", str(tmp_path / "missing.txt"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -335,6 +348,7 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
 def test_a_stop_signal_saves_and_the_run_resumes(tiny_data, tmp_path, sig, status):
     out = tmp_path / "ck"
