@@ -85,6 +85,7 @@ def test_every_numeric_flag_refuses_bad_values_before_any_work(module, required,
     parser.parse_args([*required, flag, str(inside)])  # the edge of the range itself is accepted
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module, argv, line", [
     ("train.gpt", ["--steps", "nan"], "error: argument --steps: expected an integer >= 1 and <= 1,000,000,000, got 'nan'"),
     ("train.gpt", ["--lr", "inf"], "error: argument --lr: expected a number <= 1e+30 and > 0, got 'inf'"),

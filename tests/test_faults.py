@@ -144,6 +144,7 @@ def test_a_metrics_file_on_a_full_disk_stops_the_run_saved(tiny_data, tmp_path, 
     assert checkpoint.read_checkpoint(out)[1]["step"] == 10
 
 
+@pytest.mark.slow
 def test_files_that_vanish_are_one_line_errors(tiny_data, tmp_path, monkeypatch):
     """A data file or a checkpoint removed between the check that it is there and the read."""
     gpt_cli.main(["--data", str(tiny_data), "--steps", "2", "--num-samples", "0", "--out", str(tmp_path), *SMALL])
@@ -161,6 +162,7 @@ def test_files_that_vanish_are_one_line_errors(tiny_data, tmp_path, monkeypatch)
         gpt_cli.main(["--data", str(tiny_data), "--out", str(tmp_path), "--resume"])
 
 
+@pytest.mark.slow
 def test_an_out_folder_removed_while_training_is_made_again(tiny_data, tmp_path, monkeypatch):
     out, saves = tmp_path / "ck", []
     real = checkpoint.save_checkpoint
@@ -177,6 +179,7 @@ def test_an_out_folder_removed_while_training_is_made_again(tiny_data, tmp_path,
     assert len(saves) == 3 and checkpoint.read_checkpoint(out)[1]["step"] == 9
 
 
+@pytest.mark.slow
 def test_a_missing_jupyter_is_one_line_naming_the_extra():
     code = ("import runpy, sys; sys.modules['nbformat'] = None; sys.argv = ['notebooks', '02'];"
             "runpy.run_module('notebooks', run_name='__main__')")

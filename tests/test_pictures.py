@@ -93,6 +93,7 @@ GRAPH = mj.draw_dot(lambda x: (x * 2.0 + 1.0).tanh(), 0.5)
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 
 
+@pytest.mark.slow
 def test_layered_layout_puts_every_edge_left_to_right_without_recursion():
     nodes, edges = draw.parse_dot(GRAPH)
     assert len(nodes) == 6 and len(edges) == 5 and nodes["n3"] == ["tanh", "data 0.9640", "grad 1.0000"]
