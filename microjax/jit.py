@@ -41,7 +41,7 @@ def jit(fun, static_argnums=()):
                 cache[key] = entry
         return entry(leaves)
 
-    jitted.traces = lambda: len(cache)  # how many programs are cached: one per structure seen
+    jitted._cache_size = lambda: len(cache)  # as JAX's: how many programs are kept, one per structure seen
     return jitted
 
 
@@ -80,10 +80,15 @@ class Compiled:
             if self._python is None:
                 self._python = to_python(self.n_inputs, self.steps, self.outs)
             return self.out_tree.unflatten(self._python(leaves if kinds <= {float} else [float(x) for x in leaves]))
+        return self.out_tree.unflatten(self.interpret(leaves))
+
+    def interpret(self, leaves):
+        """The program's outputs, each equation applied as a primitive: to Values and Tracers, the nodes
+        and equations of the enclosing transform; to floats, the same numbers as the compiled Python."""
         env = [x if isinstance(x, Value) else float(x) for x in leaves]
         for op, refs in self.steps:
             env.append(apply(op, [env[r] if type(r) is int else r.value for r in refs]))
-        return self.out_tree.unflatten([env[r] if type(r) is int else r.value for r in self.outs])
+        return [env[r] if type(r) is int else r.value for r in self.outs]
 
 
 _NUMBERS = {float, int, bool}
