@@ -22,7 +22,8 @@ from .jit import jit  # noqa: E402
 from .lax import (cond, cos, dot, exp, log, maximum, minimum, relu, sigmoid, sin, sqrt, stop_gradient, sum,  # noqa: E402
                   tanh, where)
 from .nn import init_mlp, layer, mlp, neuron, sgd, squared_error  # noqa: E402
-from .transforms import grad, hessian, jacfwd, jacrev, jvp, linearize, value_and_grad, vjp  # noqa: E402
+from .forward import hessian, jacfwd, jvp, linearize  # noqa: E402
+from .transforms import grad, jacrev, value_and_grad, vjp  # noqa: E402
 from .tree_util import tree_flatten, tree_leaves, tree_map, tree_structure, tree_unflatten  # noqa: E402
 from .vmap import vmap  # noqa: E402
 

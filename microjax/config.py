@@ -9,6 +9,7 @@ so the checks cost nothing while they are off.
 import math
 
 from . import core
+from .operators import install_operators
 
 __all__ = ["config"]
 
@@ -52,4 +53,4 @@ def refresh():
         if prim.value is not None:
             checked = config.checking and not prim.boolean and name not in _SKIP
             core.state.run[name] = _checked(name, prim.value) if checked else prim.value
-    core.install_operators()
+    install_operators()
