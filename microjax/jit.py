@@ -26,8 +26,7 @@ def jit(fun, static_argnums=()):
     statics = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
     cache = {}
 
-    @functools.wraps(fun)
-    def jitted(*args, **kwargs):
+    def program_for(args, kwargs):
         nums = _static(statics, len(args))
         leaves, tree = tree_flatten(([a for i, a in enumerate(args) if i not in nums], kwargs))
         key = (tree, tuple(args[i] for i in nums))
@@ -39,9 +38,15 @@ def jit(fun, static_argnums=()):
             entry = Compiled(stage(fun, args, kwargs, nums, bools=False))
             if entry.cacheable:
                 cache[key] = entry
+        return entry, leaves
+
+    @functools.wraps(fun)
+    def jitted(*args, **kwargs):
+        entry, leaves = program_for(args, kwargs)
         return entry(leaves)
 
     jitted._cache_size = lambda: len(cache)  # as JAX's: how many programs are kept, one per structure seen
+    jitted.lower = lambda *args, **kwargs: program_for(args, kwargs)[0]  # as JAX's: .lower(x).as_text()
     return jitted
 
 
@@ -77,10 +82,18 @@ class Compiled:
     def __call__(self, leaves):
         kinds = set(map(type, leaves))
         if not kinds - _NUMBERS and self.cacheable and not config.checking:
-            if self._python is None:
-                self._python = to_python(self.n_inputs, self.steps, self.outs)
-            return self.out_tree.unflatten(self._python(leaves if kinds <= {float} else [float(x) for x in leaves]))
+            return self.out_tree.unflatten(self.python()(leaves if kinds <= {float} else [float(x) for x in leaves]))
         return self.out_tree.unflatten(self.interpret(leaves))
+
+    def python(self):
+        """The program compiled for float inputs (once, on first use)."""
+        if self._python is None:
+            self._python = to_python(self.n_inputs, self.steps, self.outs)
+        return self._python
+
+    def as_text(self):
+        """The Python the program compiles to (where JAX's `lower(x).as_text()` shows what XLA is given)."""
+        return self.python().source
 
     def interpret(self, leaves):
         """The program's outputs, each equation applied as a primitive: to Values and Tracers, the nodes
@@ -182,7 +195,9 @@ def to_python(n_inputs, steps, outs):
     namespace = {f"_{name}": prim.value for name, prim in PRIMITIVES.items() if prim.value is not None}
     exec(compile(source, "<microjax.jit>", "exec"), namespace)
     fn = namespace["program"]
-    return lambda x: fn(x, consts)
+    program = functools.partial(fn, c=consts)
+    program.source = source
+    return program
 
 
 def _identity(op, refs):
