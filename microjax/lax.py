@@ -67,15 +67,22 @@ def minimum(x, y):
 
 
 def div(x, y):
-    if type(x) is float and type(y) is float:
+    tx, ty = type(x), type(y)
+    if tx is float and ty is float:
         return _run["div"](x, y)
+    if tx is Value or ty is Value:  # the operator's fast path
+        return x / y
     return bind("div", _number(x), _number(y))
 
 
 def add_any(x, y):
     """x + y for tangents and cotangents: a float, or an equation named as JAX names it."""
-    if type(x) is float and type(y) is float:
+    tx, ty = type(x), type(y)
+    if tx is float and ty is float:
         return x + y
+    if tx is Value and ty is Value:  # the hot path of a nested reverse pass: summing cotangents
+        args = (x, y)
+        return core.node(_run["add_any"](x.data, y.data), args, (1.0, 1.0), "add_any", args)
     return bind("add_any", _number(x), _number(y))
 
 
@@ -87,8 +94,11 @@ def integer_pow(x, y):
 
 def power(x, y):
     """x ** y for a float or traced exponent (JAX's `pow`)."""
-    if type(x) is float and type(y) is float:
+    tx, ty = type(x), type(y)
+    if tx is float and ty is float:
         return _run["pow"](x, y)
+    if tx is Value and ty is not int or ty is Value:
+        return x ** y
     return bind("pow", _number(x), _number(y))
 
 

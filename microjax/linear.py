@@ -10,6 +10,7 @@ from the last, turns the output's cotangent into each input's: `mul(g, y)` sends
 """
 
 import itertools
+import operator
 
 from . import core
 from .lax import add_any, div, select_n
@@ -62,22 +63,25 @@ def _zero(x):
 def _bind(name, operands):
     """A primitive applied to operands some of which are linear: a linear equation, or an error if the
     primitive is not linear in them (a derivative rule must be linear in its tangent)."""
-    lin = [type(x) is Lin for x in operands]
-    if name == "mul" and sum(lin) == 1 or name == "div" and lin == [True, False]:
-        return Lin(name, operands)
-    if name in ("add", "add_any", "sub"):
+    if name == "mul" or name == "div":
         x, y = operands
-        if all(lin):
+        if (type(x) is Lin) != (type(y) is Lin) and (name == "mul" or type(y) is not Lin):
             return Lin(name, operands)
-        if lin[0] and _zero(y):
+    elif name in ("add", "add_any", "sub"):
+        x, y = operands
+        lx, ly = type(x) is Lin, type(y) is Lin
+        if lx and ly:
+            return Lin(name, operands)
+        if lx and _zero(y):
             return x
-        if lin[1] and _zero(x):
+        if ly and _zero(x):
             return -y if name == "sub" else y
-    if name == "neg":
+    elif name == "neg":
         return Lin(name, operands)
-    if name == "select_n" and not lin[0] and all(l or _zero(x) for l, x in zip(lin[1:], operands[1:])):
+    elif name == "select_n" and type(operands[0]) is not Lin and all(
+            type(x) is Lin or _zero(x) for x in operands[1:]):
         return Lin(name, operands)
-    if name == "copy":
+    elif name == "copy":
         return operands[0]
     raise TypeError(f"{name} is not linear in a tangent: a derivative rule applied it to {operands!r}")
 
@@ -111,15 +115,21 @@ def _program(outputs, leaves):
         if eqn in seen:
             continue
         seen.add(eqn)
-        stack.extend(a for a in eqn.args if type(a) is Lin and a not in leaves and a not in seen)
-    return sorted(seen, key=lambda e: -e.serial)
+        for a in eqn.args:
+            if type(a) is Lin and a not in seen and a not in leaves:
+                stack.append(a)
+    return sorted(seen, key=_by_serial, reverse=True)
 
 
-def _mul_t(c, send, x, y):
+_by_serial = operator.attrgetter("serial")
+
+
+def _mul_t(c, send, x, y):  # a float cotangent of exactly 1 (concrete, never staged) costs no product
+    one = type(c) is float and c == 1.0
     if type(x) is Lin:
-        send(x, c * y)
+        send(x, y if one else c * y)
     else:
-        send(y, x * c)
+        send(y, x if one else x * c)
 
 
 def _sub_t(c, send, x, y):

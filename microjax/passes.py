@@ -86,9 +86,9 @@ def tangent_of(node, tangents, pass_id=0):
     """The tangent of `node` from its operands' tangents (None where zero), by its primitive's rule. Under
     staging its constant operands become literals, so that what the rule does with them is staged too
     (as JAX stages it), and its equations are anchored to the node and the pass for the printer."""
-    args = node.args
-    if type(node) is Tracer:
-        args = tuple(literal(a) if type(a) is float else a for a in args)
+    if type(node) is not Tracer:  # concrete: nothing is printed, so no literals and no anchors
+        return PRIMITIVES[node.op].jvp(tangents, *node.args, node)
+    args = tuple(literal(a) if type(a) is float else a for a in node.args)
     state.anchor = (node, pass_id)
     try:
         return PRIMITIVES[node.op].jvp(tangents, *args, node)

@@ -3,7 +3,6 @@ vmap traces once and maps over lists; both compose with the differentiation tran
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 import microjax as mj
