@@ -53,7 +53,7 @@ PRIMITIVES = {}
 
 class _State:
     depth = 0  # differentiation transforms tracing now (JAX keeps a stack); > 0 means nested
-    anchor = None  # the node whose derivative rule is running: the printer puts its equations after it
+    anchor = None  # (node, pass) whose derivative rule is running: the printer puts its equations after it
     traces = []  # the abstract traces open now, innermost last
     run = {}  # name -> the forward value in force (with the debug_nans/debug_infs checks when switched on)
 
