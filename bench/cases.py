@@ -265,5 +265,12 @@ def engine(args):
     return run(args)
 
 
+def jit(args):
+    """microjax's jit against its own graph and against micrograd (bench/engine_cases.py)."""
+    from .engine_cases import run_jit
+
+    return run_jit(args)
+
+
 ALL = {"preset": preset, "scalar": scalar, "torch": torch_eager, "batched": batched, "micrograd": micrograd,
-       "sampling": sampling, "engine": engine}
+       "sampling": sampling, "engine": engine, "jit": jit}

@@ -56,3 +56,79 @@ def run(args):
             row(f"{name}, jvp", "expression_jvp_ms", forward * 1e3, "ms/pass"),
             row(f"{name}, Hessian-vector product jvp(grad)", "expression_hvp_ms", hvp * 1e3, "ms/pass",
                 "value_and_grad", first * 1e3)]
+
+
+# -- jit: the traced program against the graph, on the GPT twin and micrograd's demo ----------------
+def gpt_first_step():
+    """(loss's arguments) at microgpt's first step: its seed, shuffle, initial weights and first document."""
+    from models import gpt, gpt_scalar
+    from train.data import Tokenizer
+
+    from .cases import docs
+
+    rng = random.Random(42)
+    names = list(docs())
+    rng.shuffle(names)
+    tok = Tokenizer.from_docs(names)
+    config = gpt.GPTConfig(tok.vocab_size, n_embd=16, n_head=4, n_layer=1, block_size=16)
+    params = gpt_scalar.init(rng, config)
+    tokens = [tok.bos] + tok.encode(names[0]) + [tok.bos]
+    n = min(config.block_size, len(tokens) - 1)
+    return params, tuple(tokens[:n]), tuple(tokens[1 : n + 1]), config
+
+
+def interleaved(fns, reps):
+    """Median seconds of each function, timed in turns (so load on the machine hits them alike)."""
+    import statistics
+    import time
+
+    times = [[] for _ in fns]
+    for _ in range(reps):
+        for fn, ts in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - start)
+    return [statistics.median(ts) for ts in times]
+
+
+def run_jit(args):
+    import time
+
+    from models import gpt_scalar
+
+    from .micrograd_demo import loss as demo_loss, micrograd_pass, moons, params_from_micrograd
+
+    rows = []
+    gpt_args = gpt_first_step()
+    eager = mj.value_and_grad(gpt_scalar.loss)
+    jitted = mj.jit(mj.value_and_grad(gpt_scalar.loss), static_argnums=(1, 2, 3))
+    start = time.perf_counter()
+    value, _ = jitted(*gpt_args)
+    first = time.perf_counter() - start
+    assert abs(value - eager(*gpt_args)[0]) < 1e-12  # the same loss
+    ours, theirs = interleaved([lambda: jitted(*gpt_args), lambda: eager(*gpt_args)], max(3, args.reps))
+    name = "GPT twin (models/gpt_scalar.py), microgpt's first step"
+    rows += [row(f"{name}: jit(value_and_grad), per call after the first", "gpt_twin_jit_grad_ms", ours * 1e3,
+                 "ms/call", "value_and_grad (the graph)", theirs * 1e3),
+             row("  its first call: tracing the program and compiling it", "gpt_twin_jit_first_call_s", first, "s")]
+    try:
+        from micrograd.nn import MLP
+    except ImportError:
+        return rows + [row("micrograd demo with jit (skipped: micrograd not installed)", "micrograd_jit_ms",
+                           float("nan"), "ms/pass")]
+    random.seed(0)
+    model = MLP(2, [16, 16, 1])
+    xs, ys = moons()
+    params = params_from_micrograd(model)
+    step = mj.jit(mj.value_and_grad(demo_loss))
+    assert abs(step(params, xs, ys)[0] - micrograd_pass(model, xs, ys)) < 1e-9  # the same computation
+
+    def train_step():  # what training runs: the jitted gradient, then the update (the weights move)
+        nonlocal params
+        params = mj.sgd(params, step(params, xs, ys)[1], 1e-9)
+
+    ours, graph = interleaved([train_step, lambda: mj.value_and_grad(demo_loss)(params, xs, ys)], max(3, args.reps))
+    theirs = interleaved([lambda: micrograd_pass(model, xs, ys)], max(3, args.reps // 2))[0]
+    rows += [row("micrograd demo trained with jit(value_and_grad) + sgd, per step", "micrograd_jit_ms", ours * 1e3,
+                 "ms/step", "micrograd 0.1.0 (forward + backward)", theirs * 1e3, graph_ms=graph * 1e3)]
+    return rows

@@ -24,7 +24,7 @@ def micrograd_pass(model, xs, ys):
 
 def params_from_micrograd(model):
     """The same weights as microjax parameters: a list of layers {"w": [[...]], "b": [...]}."""
-    return [{"w": [[w.data for w in n.w] for n in layer.neurons], "b": [n.b.data for n in layer.neurons]}
+    return [{"w": [[float(w.data) for w in n.w] for n in layer.neurons], "b": [float(n.b.data) for n in layer.neurons]}
             for layer in model.layers]
 
 
@@ -39,7 +39,7 @@ def forward(params, x):
 def loss(params, xs, ys):
     scores = [forward(params, x) for x in xs]
     data_loss = mj.sum([mj.relu(1 - y * s) for y, s in zip(ys, scores)]) * (1.0 / len(scores))
-    leaves = mj.tree_flatten(params)[0]
+    leaves = mj.tree_leaves(params)
     return data_loss + ALPHA * mj.dot(leaves, leaves)
 
 

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .engine import Value, _data, derivatives
+from .core import PRIMITIVES, Value
 from .passes import backward, topological_order
 from .transforms import trace
 
@@ -23,12 +23,12 @@ def draw_dot(f_or_node, *args):
     if isinstance(f_or_node, Value):
         root = f_or_node
     else:
-        root, traced = trace(f_or_node, args, tuple(range(len(args))))
+        root, traced, _ = trace(f_or_node, args, {}, tuple(range(len(args))), "draw_dot")
         if not isinstance(root, Value):
             raise TypeError(f"draw_dot needs f to return a Value, got {type(root).__name__}")
-        for i, (unflatten, values) in enumerate(traced):
-            _name_leaves(unflatten(values), f"arg{i}", names)
-    grads = backward(root)
+        for i, (treedef, values) in enumerate(traced):
+            _name_leaves(treedef.unflatten(values), f"arg{i}", names)
+    grads = backward({root: 1.0})
     order = topological_order(root)
     ids = {node: f"n{i}" for i, node in enumerate(order)}
     lines = ["digraph G {", "  rankdir=LR;", "  node [shape=record];"]
@@ -42,12 +42,20 @@ def draw_dot(f_or_node, *args):
         for k, arg in enumerate(node.args):
             if isinstance(arg, Value):
                 lines.append(f"  {ids[arg]} -> {ids[node]};")
-            else:  # a constant operand gets its own box, as micrograd draws it
-                local = derivatives(node.op, *(_data(a) for a in node.args), node.data)[k]
+            elif isinstance(arg, (int, float)):  # a constant operand gets its own box, as micrograd draws it
+                local = _local_derivative(node, k)
                 box(f"{ids[node]}c{k}", "const", arg, local * grads.get(node, 0.0))
                 lines.append(f"  {ids[node]}c{k} -> {ids[node]};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _local_derivative(node, k):
+    """d(node)/d(its k-th operand) as a float, from its primitive's rule (the operand need not be a Value)."""
+    prim, datas = PRIMITIVES[node.op], tuple(a.data if isinstance(a, Value) else a for a in node.args)
+    if prim.rules is not None:
+        return prim.rules[k](1.0, *datas, node.data)
+    return prim.constant[k] if prim.constant is not None else prim.local(datas, node.data)[k]
 
 
 def _name_leaves(tree, prefix, names):

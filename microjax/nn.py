@@ -6,8 +6,8 @@ model in `models/mlp.py` uses the same structure with arrays in place of lists.
 
 import random
 
-from .engine import dot, tanh
-from .transforms import tree_flatten
+from .lax import dot, tanh
+from .tree_util import tree_flatten
 
 __all__ = ["init_mlp", "neuron", "layer", "mlp", "squared_error", "sgd"]
 
@@ -43,6 +43,7 @@ def squared_error(params, xs, ys):
 
 
 def sgd(params, grads, lr):
-    """The lesson's update, p <- p - lr * dL/dp, as a new tree: nothing is changed in place."""
-    leaves, unflatten = tree_flatten(params)
-    return unflatten([p - lr * g for p, g in zip(leaves, tree_flatten(grads)[0])])
+    """The lesson's update, p <- p - lr * dL/dp, as a new tree: nothing is changed in place. The gradient
+    must have the parameters' structure (dicts paired by key, not by order)."""
+    leaves, treedef = tree_flatten(params)
+    return treedef.unflatten([p - lr * g for p, g in zip(leaves, treedef.flatten_up_to(grads))])

@@ -1,26 +1,31 @@
 """The passes over a graph: creation order, reverse mode (cotangents) and forward mode (tangents).
 
-At top level a pass computes with floats from each node's recorded local derivatives. Inside another
-transform (nested) it calls each primitive's derivative rule on the nodes themselves, so what it
-computes is recorded as Values that the outer transform differentiates in turn. Nothing is written back
-to a node: cotangents and tangents live in dicts that die with the pass (as in JAX's Autodidax), so
-nothing piles up and nothing needs zeroing. No pass recurses, so graphs of any depth are fine.
+First order at top level, a pass computes with the floats each node recorded (its local derivatives):
+the fast path. When its result must itself be differentiated or staged (a transform inside another,
+or under jit and make_jaxpr), it calls each primitive's derivative rule on the nodes themselves, so what
+it computes is recorded as new nodes; the reverse pass then linearizes the graph and transposes it
+(`linear.py`), as JAX's does. Nothing is written back to a node: tangents and cotangents live in dicts
+that die with the pass, so nothing piles up and nothing needs zeroing. No pass recurses.
 """
 
+import bisect
+import itertools
 import math
 import operator
 
-from .engine import PRIMITIVES, Value, add_any, derivatives
+from .core import PRIMITIVES, Tracer, Value, literal, state
+from .lax import add_any
+from .linear import Lin, transpose
 
-__all__ = ["topological_order", "oldest", "depends_on", "local_derivatives", "backward", "backward_nested",
-           "push_tangents"]
+__all__ = ["topological_order", "oldest", "depends_on", "backward", "push_tangents", "linearize_graph",
+           "reverse_nested"]
 
 
 def topological_order(roots, since=0):
     """Every node that `roots` (a Value or a list of them) depend on, in creation order, which is
     topological (a node's parents exist before it) and is the order JAX's tracer records equations in.
     No recursion. A nested pass gives `since`, its inputs' serial: older nodes cannot depend on them."""
-    stack = [r for r in ([roots] if type(roots) is Value else roots) if r.serial >= since]
+    stack = [r for r in ([roots] if isinstance(roots, Value) else roots) if r.serial >= since]
     seen = set(stack)
     while stack:
         for parent in stack.pop().parents:
@@ -38,17 +43,6 @@ def oldest(leaves):
     return min((leaf.serial for leaf in leaves), default=math.inf)
 
 
-def backward(root):
-    """First order: d(root)/d(node) as a float for every node in root's graph, as a fresh dict."""
-    grads = {root: 1.0}
-    get = grads.get
-    for node in reversed(topological_order(root)):
-        g = grads[node]
-        for parent, local in zip(node.parents, node.local_grads):
-            grads[parent] = get(parent, 0.0) + local * g
-    return grads
-
-
 def depends_on(order, leaves):
     """The nodes of `order` (topologically sorted) that are `leaves` or depend on one of them."""
     live = set(leaves)
@@ -61,65 +55,99 @@ def depends_on(order, leaves):
     return live
 
 
-def local_derivatives(node):
-    """(operands, d(node)/d(operand) for each): the node's rule called on the operands themselves, so
-    the derivatives are Values that can be differentiated again. A node built by hand keeps its floats."""
-    if node.op not in PRIMITIVES:
-        return node.parents, node.local_grads
-    return node.args, derivatives(node.op, *node.args, node)
-
-
-def _scale(d, g):
-    """d * g, where a derivative or cotangent of exactly 1 or -1 costs no node (as in JAX's transposes)."""
-    if type(d) is float:
-        if d == 1.0:
-            return g
-        if d == -1.0:
-            return -g
-    if type(g) is float and g == 1.0:
-        return d
-    return d * g
-
-
-def backward_nested(root, leaves):
-    """d(root)/d(node) for the nodes that depend on `leaves`, as Values recorded in the graph (so that an
-    enclosing transform can differentiate them). Cotangents stop at `leaves`: a nested transform's inputs
-    stand for outer Values, and the derivative is with respect to the inputs, not through them."""
-    order = topological_order(root, since=oldest(leaves))
-    live = depends_on(order, leaves)
-    grads = {root: 1.0}
-    for node in reversed(order):
+def backward(seeds):
+    """First order: d(outputs)/d(node) for every node the outputs depend on, from the recorded local
+    derivatives; `seeds` maps each output to its cotangent. Floats in, floats out (the fast path); a
+    cotangent that is a Value or a Tracer gives Values or Tracers (the pass is linear in it)."""
+    grads = dict(seeds)
+    order = reversed(topological_order(list(seeds)))
+    if all(type(g) is float for g in grads.values()):
+        get = grads.get
+        for node in order:
+            g = grads[node]
+            for parent, local in zip(node.parents, node.local_grads):
+                grads[parent] = get(parent, 0.0) + local * g
+        return grads
+    for node in order:
         g = grads.get(node)
-        if g is None or node not in live or not node.parents:
+        if g is None:
             continue
-        for arg, d in zip(*local_derivatives(node)):
-            if arg in live and not (type(d) is float and d == 0.0):
-                c = _scale(d, g)
-                grads[arg] = add_any(grads[arg], c) if arg in grads else c
+        for parent, local in zip(node.parents, node.local_grads):
+            if local != 0.0:
+                c = g if local == 1.0 else local * g
+                grads[parent] = add_any(grads[parent], c) if parent in grads else c
     return grads
+
+
+_passes = itertools.count(1)
+
+
+def tangent_of(node, tangents, pass_id=0):
+    """The tangent of `node` from its operands' tangents (None where zero), by its primitive's rule. Under
+    staging its constant operands become literals, so that what the rule does with them is staged too
+    (as JAX stages it), and its equations are anchored to the node and the pass for the printer."""
+    if type(node) is not Tracer:  # concrete: nothing is printed, so no literals and no anchors
+        return PRIMITIVES[node.op].jvp(tangents, *node.args, node)
+    args = tuple(literal(a) if type(a) is float else a for a in node.args)
+    state.anchor = (node, pass_id)
+    try:
+        return PRIMITIVES[node.op].jvp(tangents, *args, node)
+    finally:
+        state.anchor = None
 
 
 def push_tangents(order, tangents, nested):
     """Forward mode over a topologically sorted graph: {node: tangent} for every node that depends on the
-    leaves in `tangents` ({leaf: tangent}). Floats from the recorded local derivatives on a first-order
-    pass; Values from the rules when nested."""
+    leaves in `tangents` ({leaf: tangent}). From the recorded local derivatives on a first-order pass;
+    by the rules (so the tangents are nodes, and their equations JAX's) when nested."""
     tangents = dict(tangents)
     get = tangents.get
+    pass_id = next(_passes)
     for node in order:
         if node in tangents:
             continue
-        t = None
         if nested:
-            if any(p in tangents for p in node.parents):
-                for arg, d in zip(*local_derivatives(node)):
-                    if arg in tangents and not (type(d) is float and d == 0.0):
-                        c = _scale(d, tangents[arg])
-                        t = c if t is None else add_any(t, c)
-        else:
-            for parent, local in zip(node.parents, node.local_grads):
-                tp = get(parent)
-                if tp is not None:
-                    t = local * tp if t is None else t + local * tp
+            ts = [get(a) if isinstance(a, Value) else None for a in node.args]
+            if any(t is not None for t in ts):
+                t = tangent_of(node, ts, pass_id)
+                if t is not None:
+                    tangents[node] = t
+            continue
+        t = None
+        for parent, local in zip(node.parents, node.local_grads):
+            tp = get(parent)
+            if tp is not None:
+                t = local * tp if t is None else t + local * tp
         if t is not None:
             tangents[node] = t
     return tangents
+
+
+def graph_order(roots, leaves):
+    """The nodes between `leaves` and `roots` in creation order. Staged, every recorded equation after the
+    leaves is included, used or not: JAX differentiates each op its tracer records."""
+    since = oldest(leaves)
+    order = topological_order([r for r in roots if isinstance(r, Value)], since=since)
+    staged = [x for x in leaves if type(x) is Tracer]
+    if staged:
+        eqns = staged[0].trace.eqns
+        start = bisect.bisect_left(eqns, since, key=_by_serial)
+        order = sorted(set(order).union(eqns[start:]), key=_by_serial)
+    return order
+
+
+def linearize_graph(roots, leaves):
+    """The tangent of every node between `leaves` and `roots` as a linear variable (`linear.Lin`): the
+    linear program the reverse pass transposes. The rules' other work (JAX's residuals) is done here,
+    in forward order."""
+    order = graph_order(roots, leaves)
+    inputs = {leaf: Lin("input", (leaf,)) for leaf in leaves}
+    return push_tangents(order, inputs, nested=True), [inputs[leaf] for leaf in leaves]
+
+
+def reverse_nested(linear, seeds):
+    """d(outputs)/d(leaves) by transposing a linearized graph (`linearize_graph`), one per leaf (None where
+    zero); `seeds` maps outputs to cotangents."""
+    tangents, inputs = linear
+    pairs = [(tangents[o], c) for o, c in seeds.items() if isinstance(tangents.get(o), Lin)]
+    return transpose(pairs, inputs)

@@ -1,25 +1,25 @@
-"""The transforms, mirroring JAX's: `grad`, `value_and_grad`, `jvp`, `jacfwd`, `jacrev`, `hessian`.
+"""The differentiation transforms, mirroring JAX's; reverse mode here (`grad`, `value_and_grad`, `vjp`,
+`jacrev`), forward mode in `forward.py` (`jvp`, `linearize`, `jacfwd`, `hessian`).
 
-Each transform traces f once, replacing the inputs' leaves with fresh Value leaves, then runs a pass
-over the graph: reverse (cotangents) or forward (tangents). A transform called while another is tracing
-is nested: its inputs are fresh leaves standing for the outer Values (never the outer nodes themselves,
-so nested derivatives keep their variables apart), and its pass computes with Values, recorded in the
-outer trace, so the outer transform differentiates the inner one's result. At top level the passes
-compute with floats. Transforms work on flat lists of leaves; `tree_flatten` is the one thin wrapper
-that takes nested lists, tuples and dicts apart and puts them back together, as in JAX.
+Each traces f once, replacing the differentiated inputs' leaves with fresh Value leaves, then runs a
+pass over the graph: reverse (cotangents) or forward (tangents). A transform called while another is
+tracing is nested: its inputs are fresh leaves standing for the outer Values (never the outer nodes
+themselves, so nested derivatives keep their variables apart), and its pass computes with nodes,
+recorded in the outer trace, so the outer transform differentiates the inner one's result. Under jit
+or make_jaxpr the same happens with Tracers. At top level the passes compute with floats. Arguments
+and results are pytrees (`tree_util`), paired by structure, with JAX's TypeErrors for what JAX refuses.
 """
 
 import functools
 import gc
-from numbers import Real
+import operator
+from numbers import Integral, Real
 
-from .engine import Value, _unary
-from .passes import backward, backward_nested, oldest, push_tangents, topological_order
+from .core import Tracer, Value, bind, literal, state
+from .passes import backward, linearize_graph, reverse_nested
+from .tree_util import tree_flatten, tree_map
 
-__all__ = ["grad", "value_and_grad", "jvp", "jacfwd", "jacrev", "hessian", "tree_flatten", "trace"]
-
-_fresh = _unary("copy")
-_depth = 0  # how many transforms are tracing now (JAX keeps a stack of them); > 0 means nested
+__all__ = ["grad", "value_and_grad", "vjp", "jacrev", "trace"]
 
 
 def pauses_cycle_collection(transform):
@@ -40,185 +40,202 @@ def pauses_cycle_collection(transform):
     return run
 
 
-def tree_flatten(tree):
-    """(leaves, unflatten): the leaves of nested lists/tuples/dicts in order, and the inverse."""
-    leaves = []
-
-    def take(node):
-        if isinstance(node, (list, tuple)):
-            return type(node), [take(child) for child in node]
-        if isinstance(node, dict):
-            return dict, {k: take(v) for k, v in node.items()}
-        leaves.append(node)
-        return None, None
-
-    shape = take(tree)
-
-    def unflatten(new_leaves):
-        it = iter(new_leaves)
-
-        def build(spec):
-            kind, children = spec
-            if kind is None:
-                return next(it)
-            if kind is dict:
-                return {k: build(c) for k, c in children.items()}
-            return kind(build(c) for c in children)
-
-        return build(shape)
-
-    return leaves, unflatten
-
-
-def _structure(tree):
-    leaves, unflatten = tree_flatten(tree)
-    return unflatten([None] * len(leaves))
-
-
-def _argnums_tuple(argnums, nargs):
+def _argnums(argnums, nargs):
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    for i in nums:
-        if not isinstance(i, int) or not -nargs <= i < nargs:
-            raise ValueError(f"argnums {argnums!r} out of range for a function of {nargs} argument(s)")
+    nums = tuple(operator.index(i) for i in nums)  # JAX's TypeError for a non-integer
+    if not nums:
+        raise TypeError("argnums must name at least one argument to differentiate, got ()")
+    if max(nums) >= nargs or min(nums) < -nargs:
+        raise TypeError(f"differentiating with respect to argnums={argnums} requires at least "
+                        f"{max(max(nums) + 1, -min(nums))} positional arguments to be passed by the caller, "
+                        f"but got only {nargs} positional arguments.")
     return tuple(i % nargs for i in nums)
 
 
-def _is_number(x):
-    return type(x) is Value or (isinstance(x, Real) and not isinstance(x, bool))
-
-
-def _leaf(x, i):
-    if type(x) is Value:
-        return _fresh(x)  # a new node, so the derivative is with respect to this input alone
-    if not _is_number(x):
-        raise TypeError(f"argument {i} has a leaf of type {type(x).__name__}; expected numbers")
+def _fresh(x, who, where):
+    """A new leaf to differentiate with respect to: standing for x (a Value or Tracer) or holding it."""
+    if type(x) is Tracer or type(x) is Value:
+        if type(x) is Tracer and x.dtype != "f64":
+            raise TypeError(f"{who} requires real-valued inputs, but {where} is a traced bool")
+        return bind("copy", x)
+    if isinstance(x, Integral):  # bool is one
+        raise TypeError(f"{who} requires real-valued inputs (floats), but {where} is {type(x).__name__} {x!r}: "
+                        f"write {float(x)!r} (JAX refuses integer and bool inputs here too)")
+    if not isinstance(x, Real):
+        raise TypeError(f"Argument {x!r} of type {type(x)} is not a valid JAX type ({who}: {where} must be a "
+                        "number, a Value, or a pytree of them)")
     return Value(x)
 
 
-def trace(f, args, argnums):
-    """Call f with the chosen arguments' leaves replaced by fresh Value leaves.
+def trace(f, args, kwargs, argnums, who="grad"):
+    """Call f with the chosen arguments' leaves replaced by fresh leaves (kwargs passed through).
 
-    Returns (out, [(unflatten, leaf_values)] per differentiated argument).
-    """
-    global _depth
-    args = list(args)
-    traced = []
+    Returns (out, [(treedef, leaves)] per differentiated argument, nested)."""
+    args, traced = list(args), []
     for i in argnums:
-        leaves, unflatten = tree_flatten(args[i])
-        values = [_leaf(x, i) for x in leaves]
-        args[i] = unflatten(values)
-        traced.append((unflatten, values))
-    _depth += 1
+        leaves, treedef = tree_flatten(args[i])
+        fresh = [_fresh(x, who, f"argument {i}") for x in leaves]
+        args[i] = treedef.unflatten(fresh)
+        traced.append((treedef, fresh))
+    nested = state.depth > 0 or any(type(v) is Tracer for _, fresh in traced for v in fresh)
+    state.depth += 1
     try:
-        return f(*args), traced
+        out = f(*args, **kwargs)
     finally:
-        _depth -= 1
-
-
-def _check_numbers(xs, what):
-    for x in xs:
-        if not _is_number(x):
-            raise TypeError(f"{what} must be numbers (a Value or a number per leaf), got {type(x).__name__}")
+        state.depth -= 1
+    return out, traced, nested
 
 
 def _primal(x):
-    """An output as the caller sees it: a float at top level, the Value itself inside another transform."""
+    """An output as the caller sees it: a float at top level, the node itself inside another transform
+    or under staging."""
     if type(x) is Value:
-        return x if _depth else x.data
-    return float(x)
+        return x if state.depth else x.data
+    if type(x) is Tracer:
+        return x
+    return float(x) if isinstance(x, Real) and not isinstance(x, bool) else x
 
 
-def _cotangents(out, leaves):
-    """d(out)/d(leaf) for each leaf of the trace; out is a Value or a number (a constant: all zeros)."""
-    if type(out) is not Value:
-        return {}
-    return backward_nested(out, leaves) if _depth else backward(out)
+def _number_leaves(leaves, what):
+    for x in leaves:
+        if isinstance(x, Value):
+            if type(x) is Tracer and x.dtype != "f64":
+                raise TypeError(f"{what} must be real numbers, got a traced bool")
+        elif isinstance(x, Integral) or not isinstance(x, Real):
+            raise TypeError(f"{what} must be real (float) numbers, got {type(x).__name__} {x!r}")
 
 
-def _graph(outs, leaves):
-    """The nodes between a trace's inputs and its outputs, in creation order."""
-    return topological_order([o for o in outs if type(o) is Value], since=oldest(leaves))
+def _split_aux(out, has_aux):
+    if not has_aux:
+        return out, None
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError("expected function with aux output to return a two-element tuple, but got type "
+                        f"{type(out).__name__} with value {out!r}")
+    return out[0], tree_map(_primal, out[1])
+
+
+def _scalar(out):
+    if isinstance(out, Value):
+        if type(out) is Tracer and out.dtype != "f64":
+            raise TypeError("grad requires real-valued outputs, but the output is a traced bool")
+        return out
+    if isinstance(out, Integral):
+        raise TypeError(f"grad requires real-valued outputs (floats), but got {type(out).__name__} {out!r}: "
+                        "for a constant, return a float (JAX refuses integer outputs too)")
+    if not isinstance(out, Real):
+        raise TypeError(f"Gradient only defined for scalar-output functions. Output was {out!r}.")
+    return out
+
+
+def _staged(outs):
+    return any(type(o) is Tracer for o in outs)
+
+
+def _reverse(outs, leaves, nested):
+    """A function {output: cotangent} -> {leaf: d/d leaf} over the graph between leaves and outputs: the
+    recorded floats at top level; nested or staged, the graph linearized once and transposed per call."""
+    if not nested:
+        return lambda seeds: backward(seeds)
+    linear = []
+
+    def run(seeds):
+        if not linear:
+            linear.append(linearize_graph([o for o in outs if isinstance(o, Value)], leaves))
+        return dict(zip(leaves, reverse_nested(linear[0], seeds)))
+
+    return run
+
+
+def _seed(out):
+    """The cotangent 1.0 that starts a reverse pass: a staged literal when the output is staged (JAX stages
+    what is done with it: `mul 1.0 b`), else the float."""
+    return literal(1.0) if type(out) is Tracer else 1.0
 
 
 def _per_argument(traced, derivative_of, argnums):
-    """The derivatives of each traced leaf, put back in the shape of its argument (a tuple for tuple argnums)."""
-    per_arg = tuple(unflatten([derivative_of.get(v, 0.0) for v in values]) for unflatten, values in traced)
+    """Each traced argument's derivatives put back in its shape (a tuple for tuple argnums); 0 where none."""
+    per_arg = tuple(treedef.unflatten([_zero_if_none(derivative_of.get(v)) for v in fresh])
+                    for treedef, fresh in traced)
     return per_arg[0] if isinstance(argnums, int) else per_arg
 
 
-def value_and_grad(f, argnums=0):
-    """Return a function computing (f(*args), df/d args[argnums]), the gradient shaped like the input."""
+def _zero_if_none(d):
+    return 0.0 if d is None else _primal(d)
 
+
+def value_and_grad(fun, argnums=0, has_aux=False):
+    """A function computing (f(*args), df/d args[argnums]), the gradient shaped like the input; with
+    has_aux, f returns (value, aux) and the result is ((value, aux), gradient). Keyword arguments pass
+    through undifferentiated."""
+
+    @functools.wraps(fun)
     @pauses_cycle_collection
-    def wrapped(*args):
-        out, traced = trace(f, args, _argnums_tuple(argnums, len(args)))
-        if not _is_number(out):
-            raise TypeError(f"grad requires f to return a scalar (a Value or a number), got {type(out).__name__}")
-        leaves = [v for _, values in traced for v in values]
-        return _primal(out), _per_argument(traced, _cotangents(out, leaves), argnums)
+    def value_and_grad_f(*args, **kwargs):
+        nums = _argnums(argnums, len(args))
+        out, traced, nested = trace(fun, args, kwargs, nums)
+        out, aux = _split_aux(out, has_aux)
+        out = _scalar(out)
+        leaves = [v for _, fresh in traced for v in fresh]
+        grads = _reverse([out], leaves, nested or _staged([out]))({out: _seed(out)}) if isinstance(out, Value) else {}
+        value = _primal(out)
+        return ((value, aux) if has_aux else value), _per_argument(traced, grads, argnums)
 
-    return wrapped
+    return value_and_grad_f
 
 
-def grad(f, argnums=0):
-    """Return a function computing df/d args[argnums], shaped like that argument."""
-    vg = value_and_grad(f, argnums)
-    return lambda *args: vg(*args)[1]
+def grad(fun, argnums=0, has_aux=False):
+    """A function computing df/d args[argnums], shaped like that argument (with has_aux: (gradient, aux))."""
+    vg = value_and_grad(fun, argnums, has_aux)
+
+    @functools.wraps(fun)
+    def grad_f(*args, **kwargs):
+        (value, aux), g = vg(*args, **kwargs) if has_aux else ((None, None), vg(*args, **kwargs)[1])
+        return (g, aux) if has_aux else g
+
+    return grad_f
 
 
 @pauses_cycle_collection
-def jvp(f, primals, tangents):
-    """(f(*primals), the derivative of f at primals along tangents): forward mode, as `jax.jvp`.
+def vjp(fun, *primals, has_aux=False):
+    """(f(*primals), f_vjp[, aux]): f_vjp(cotangent shaped like the output) is the tuple of cotangents
+    of the primals, as `jax.vjp`. f is traced once; f_vjp can be called any number of times."""
+    out, traced, nested = trace(fun, primals, {}, range(len(primals)), "vjp")
+    out, aux = _split_aux(out, has_aux)
+    outs, out_tree = tree_flatten(out)
+    _number_leaves(outs, "the outputs of f")
+    leaves = [v for _, fresh in traced for v in fresh]
+    reverse = _reverse(outs, leaves, nested or _staged(outs))
 
-    `primals` and `tangents` are tuples of the same length whose entries have the same structure."""
-    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
-        raise TypeError("jvp: primals and tangents must be tuples (one entry per argument of f)")
-    if len(primals) != len(tangents) or any(_structure(p) != _structure(t) for p, t in zip(primals, tangents)):
-        raise ValueError("jvp: primals and tangents must have the same structure")
-    out, traced = trace(f, primals, tuple(range(len(primals))))
-    seeds = {}
-    for (_, values), t in zip(traced, tangents):
-        leaves = tree_flatten(t)[0]
-        _check_numbers(leaves, "jvp: tangents")
-        seeds.update((v, _primal(tv)) for v, tv in zip(values, leaves))
-    outs, unflatten = tree_flatten(out)
-    _check_numbers(outs, "the outputs of f")
-    found = push_tangents(_graph(outs, seeds), seeds, bool(_depth))
-    return unflatten([_primal(o) for o in outs]), unflatten([found.get(o, 0.0) for o in outs])
+    def f_vjp(cotangent):
+        cts = out_tree.flatten_up_to(cotangent)
+        _number_leaves(cts, "the cotangents")
+        seeds = {}
+        for o, c in zip(outs, cts):
+            if isinstance(o, Value):
+                seeds[o] = seeds[o] + c if o in seeds else c
+        grads = reverse({o: c if isinstance(c, Value) else float(c) for o, c in seeds.items()}) if seeds else {}
+        return tuple(treedef.unflatten([_zero_if_none(grads.get(v)) for v in fresh]) for treedef, fresh in traced)
+
+    primal = out_tree.unflatten([_primal(o) for o in outs])
+    return (primal, f_vjp, aux) if has_aux else (primal, f_vjp)
 
 
-def jacrev(f, argnums=0):
-    """The Jacobian by reverse mode, one backward pass per output: for each output leaf, the derivatives
-    shaped like args[argnums] (JAX's structure: outputs outside, inputs inside)."""
+def jacrev(fun, argnums=0, has_aux=False):
+    """The Jacobian by reverse mode, one backward pass per output leaf: for each, the derivatives shaped
+    like args[argnums] (JAX's structure: outputs outside, inputs inside)."""
 
+    @functools.wraps(fun)
     @pauses_cycle_collection
-    def jacobian(*args):
-        out, traced = trace(f, args, _argnums_tuple(argnums, len(args)))
-        leaves = [v for _, values in traced for v in values]
-        outs, unflatten = tree_flatten(out)
-        _check_numbers(outs, "the outputs of f")
-        return unflatten([_per_argument(traced, _cotangents(o, leaves), argnums) for o in outs])
+    def jacobian(*args, **kwargs):
+        nums = _argnums(argnums, len(args))
+        out, traced, nested = trace(fun, args, kwargs, nums, "jacrev")
+        out, aux = _split_aux(out, has_aux)
+        outs, out_tree = tree_flatten(out)
+        _number_leaves(outs, "the outputs of f")
+        leaves = [v for _, fresh in traced for v in fresh]
+        reverse = _reverse(outs, leaves, nested or _staged(outs))
+        jac = out_tree.unflatten([_per_argument(traced, reverse({o: _seed(o)}) if isinstance(o, Value) else {},
+                                                argnums) for o in outs])
+        return (jac, aux) if has_aux else jac
 
     return jacobian
-
-
-def jacfwd(f, argnums=0):
-    """The Jacobian by forward mode, one tangent pass per input leaf; the same structure as `jacrev`."""
-
-    @pauses_cycle_collection
-    def jacobian(*args):
-        out, traced = trace(f, args, _argnums_tuple(argnums, len(args)))
-        outs, unflatten = tree_flatten(out)
-        _check_numbers(outs, "the outputs of f")
-        leaves = [v for _, values in traced for v in values]
-        order = _graph(outs, leaves)
-        columns = {v: push_tangents(order, {v: 1.0}, bool(_depth)) for v in leaves}
-        return unflatten([_per_argument(traced, {v: col.get(o, 0.0) for v, col in columns.items()}, argnums)
-                          for o in outs])
-
-    return jacobian
-
-
-def hessian(f, argnums=0):
-    """The matrix of second derivatives, jacfwd(jacrev(f)) as in JAX: for a list input, a list of lists."""
-    return jacfwd(jacrev(f, argnums), argnums)

@@ -4,6 +4,7 @@ The scalar twin of `models/gpt.py`: the same parameter dict (nested lists here),
 computation one number at a time, as microgpt.py writes it. Works on floats and on Values alike.
 """
 
+import functools
 import random
 
 import microjax as mj
@@ -18,16 +19,12 @@ def init(rng: random.Random, config):
             for name, (nout, nin) in param_shapes(config).items()}
 
 
-def _data(v):
-    return getattr(v, "data", v)
-
-
 def linear(x, w):
     return [mj.dot(row, x) for row in w]
 
 
 def softmax(logits):
-    top = max(_data(v) for v in logits)  # a constant shift, so it is not differentiated through
+    top = mj.stop_gradient(functools.reduce(mj.maximum, logits))  # a constant shift, not differentiated
     exps = [exp(v - top) for v in logits]
     total = mj.sum(exps)
     return [e / total for e in exps]

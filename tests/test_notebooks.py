@@ -18,7 +18,7 @@ def pictures(nb):
 
 
 def test_committed_notebooks_say_how_to_run_and_keep_one_runs_outputs():
-    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_"]
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_"]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         intro = nb.cells[0]
