@@ -169,3 +169,21 @@ def test_damaged_or_foreign_sharded_checkpoints_are_refused(tmp_path):
     (tmp_path / "checkpoint.json").write_text('{"format": "other"}')
     with pytest.raises(UserError, match="damaged or foreign"):
         shards.Source(tmp_path)
+
+
+def test_optimizer_state_reads_flat_or_per_parameter_either_way():
+    from jax.flatten_util import ravel_pytree
+
+    from train.lib import shards
+
+    rng = np.random.default_rng(0)
+    tree = {"wte": rng.normal(size=(3, 4)), "b": rng.normal(size=(5,)), "a": rng.normal(size=(2, 2))}
+    flat = np.asarray(ravel_pytree(tree)[0])
+    layout = [(k, tree[k].shape) for k in sorted(tree)]
+    as_flat = shards.Tensors({"opt[0].mu": flat})
+    as_tree = shards.Tensors({f"opt[0].mu['{k}']": v for k, v in tree.items()})
+    for k, v in tree.items():
+        np.testing.assert_array_equal(shards.read_leaf(as_flat, f"opt[0].mu['{k}']", None, layout), v)
+    np.testing.assert_array_equal(shards.read_leaf(as_tree, "opt[0].mu", (slice(2, 9),), layout), flat[2:9])
+    with pytest.raises(KeyError):
+        shards.read_leaf(as_tree, "opt[0].nu", None, layout)

@@ -227,3 +227,47 @@ class Source:
             dst = tuple(slice(l - w, h - w) for l, h, (w, _) in zip(lo, hi, want))
             out[dst] = piece[src]
         return out
+
+
+class Tensors:
+    """The same reading interface over arrays already in memory (a single-file checkpoint's)."""
+
+    def __init__(self, tensors, meta=None):
+        self.tensors, self.meta = tensors, meta
+
+    @property
+    def names(self):
+        return list(self.tensors)
+
+    def shape(self, name):
+        return tuple(self.tensors[name].shape)
+
+    def dtype(self, name):
+        return self.tensors[name].dtype
+
+    def read(self, name, index=None):
+        value = self.tensors[name]
+        return np.asarray(value if index is None else value[index])
+
+
+def read_leaf(source, name, index, layout):
+    """Block `index` of array `name`, converting between the two ways optimizer state is kept: one flat
+    vector for all parameters (`P`, the replicated runs' raveled Adam) and one array per parameter
+    (`P['wte']`, the sharded runs'). `layout`: [(parameter name, shape)] in raveling order (sorted)."""
+    names = set(source.names)
+    if name in names:
+        return source.read(name, index)
+    offsets, at = {}, 0
+    for key, shape in layout:
+        offsets[key] = (at, shape)
+        at += int(np.prod(shape))
+    head, _, key = name.rpartition("['")
+    if head in names and key.endswith("']") and key[:-2] in offsets:  # one parameter's part of a flat vector
+        start, shape = offsets[key[:-2]]
+        whole = source.read(head, (slice(start, start + int(np.prod(shape))),)).reshape(shape)
+        return whole if index is None else whole[index]
+    parts = [f"{name}['{key}']" for key, _ in layout]
+    if parts and all(p in names for p in parts):  # a flat vector from per-parameter arrays
+        whole = np.concatenate([source.read(p).reshape(-1) for p in parts])
+        return whole if index is None else whole[index]
+    raise KeyError(name)
