@@ -18,6 +18,7 @@ checkpoint already is. Guarantees, as the single-file checkpoint has them:
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import jax
@@ -152,9 +153,10 @@ def read_meta(directory):
     return Source(directory).meta
 
 
-class Source:
-    """A sharded checkpoint opened for reading: `names`, `shape(name)`, `dtype(name)`, and
-    `read(name, index)`, the block `index` (a tuple of slices) of an array, from the pieces it overlaps."""
+class Source(Mapping):
+    """A sharded checkpoint opened for reading: a mapping of names to whole arrays (read on demand), with
+    `shape(name)`, `dtype(name)` and `read(name, index)`, the block `index` (a tuple of slices) of an
+    array, read from the pieces it overlaps."""
 
     def __init__(self, directory):
         self.directory = Path(directory)
@@ -176,9 +178,14 @@ class Source:
             raise UserError(f"damaged or foreign checkpoint {path}: {e}") from None
         self._open, self._digests = {}, {}
 
-    @property
-    def names(self):
-        return list(self.arrays)
+    def __getitem__(self, name):
+        return self.read(name)
+
+    def __iter__(self):
+        return iter(self.arrays)
+
+    def __len__(self):
+        return len(self.arrays)
 
     def shape(self, name):
         return tuple(self.arrays[name]["shape"])
@@ -229,34 +236,21 @@ class Source:
         return out
 
 
-class Tensors:
-    """The same reading interface over arrays already in memory (a single-file checkpoint's)."""
-
-    def __init__(self, tensors, meta=None):
-        self.tensors, self.meta = tensors, meta
-
-    @property
-    def names(self):
-        return list(self.tensors)
-
-    def shape(self, name):
-        return tuple(self.tensors[name].shape)
-
-    def dtype(self, name):
-        return self.tensors[name].dtype
-
-    def read(self, name, index=None):
-        value = self.tensors[name]
-        return np.asarray(value if index is None else value[index])
+def read_block(source, name, index=None):
+    """Block `index` of array `name` from a Source or a plain {name: array} (a single-file checkpoint's)."""
+    if isinstance(source, Source):
+        return source.read(name, index)
+    value = np.asarray(source[name])
+    return value if index is None else value[index]
 
 
 def read_leaf(source, name, index, layout):
     """Block `index` of array `name`, converting between the two ways optimizer state is kept: one flat
     vector for all parameters (`P`, the replicated runs' raveled Adam) and one array per parameter
     (`P['wte']`, the sharded runs'). `layout`: [(parameter name, shape)] in raveling order (sorted)."""
-    names = set(source.names)
+    names = set(source)
     if name in names:
-        return source.read(name, index)
+        return read_block(source, name, index)
     offsets, at = {}, 0
     for key, shape in layout:
         offsets[key] = (at, shape)
@@ -264,10 +258,10 @@ def read_leaf(source, name, index, layout):
     head, _, key = name.rpartition("['")
     if head in names and key.endswith("']") and key[:-2] in offsets:  # one parameter's part of a flat vector
         start, shape = offsets[key[:-2]]
-        whole = source.read(head, (slice(start, start + int(np.prod(shape))),)).reshape(shape)
+        whole = read_block(source, head, (slice(start, start + int(np.prod(shape))),)).reshape(shape)
         return whole if index is None else whole[index]
     parts = [f"{name}['{key}']" for key, _ in layout]
     if parts and all(p in names for p in parts):  # a flat vector from per-parameter arrays
-        whole = np.concatenate([source.read(p).reshape(-1) for p in parts])
+        whole = np.concatenate([read_block(source, p).reshape(-1) for p in parts])
         return whole if index is None else whole[index]
     raise KeyError(name)
