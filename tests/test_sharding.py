@@ -14,7 +14,7 @@ from models import gpt
 from train.lib import flops, sharding
 from train.lib.errors import UserError
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 WIDE = gpt.GPTConfig(27, 128, 8, 4, 16)  # the model the equality tests shard
 

@@ -49,12 +49,13 @@ def table_peak(kind, dtype):
     return None
 
 
-def peak(device, dtype):
+def peak(device, dtype, measure=True):
     """(FLOP/s, label) for one device and a dtype name: the table's peak, or on a CPU the measured matmul
-    rate (cached per CPU model, dtype and jax version, so it is measured once per machine); (None, why)
-    when neither is known."""
+    rate (cached per CPU model, dtype and jax version, so it is measured once per machine, about 0.3 s;
+    with `measure` false, only a cached rate); (None, why) when neither is known."""
     if device.platform == "cpu":
-        return cpu_matmul_rate(dtype), "measured CPU matmul rate"
+        rate = cpu_matmul_rate(dtype, None if measure else (lambda _: None))
+        return rate, "measured CPU matmul rate" if rate else "the CPU's matmul rate is not measured yet"
     value = table_peak(device.device_kind, dtype)
     if value is None:
         return None, f"no peak known for {device.device_kind} {dtype}"
@@ -62,7 +63,7 @@ def peak(device, dtype):
 
 
 def _cache_file():
-    from train.data import cache_dir
+    from .data import cache_dir
 
     return cache_dir() / "matmul-rate.json"
 
@@ -79,7 +80,7 @@ def _cpu_name():
 
 def cpu_matmul_rate(dtype, measure=None):
     """FLOP/s of one jitted float matrix product on the CPU device, from the cache or measured (about
-    0.1 s) and cached. `measure` replaces the measurement (tests)."""
+    0.3 s) and cached. `measure` replaces the measurement (tests; one that answers None caches nothing)."""
     import jax
 
     key = f"{_cpu_name()} | {os.cpu_count()} cpus | jax {jax.__version__} | {dtype}"
@@ -91,6 +92,8 @@ def cpu_matmul_rate(dtype, measure=None):
     if isinstance(cached, dict) and isinstance(cached.get(key), (int, float)):
         return float(cached[key])
     rate = (measure or _measure)(dtype)
+    if rate is None:
+        return None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

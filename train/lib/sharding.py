@@ -88,8 +88,8 @@ def batch_size_divisor(mesh):
 
 
 def param_specs(shapes, n_head, mesh):
-    """({name: PartitionSpec}, {name: why it is whole along an axis}) for parameters of `shapes`
-    ({name: shape}, as `models.gpt.param_shapes` gives them) on `mesh`."""
+    """({name: PartitionSpec}, {name: why it is whole along an axis that splits parameters}) for
+    parameters of `shapes` ({name: shape}, as `models.gpt.param_shapes` gives them) on `mesh`."""
     size = {a: mesh.shape.get(a, 1) for a in AXES}
     specs, whole = {}, {}
     for name, shape in shapes.items():
@@ -110,6 +110,8 @@ def param_specs(shapes, n_head, mesh):
                 why.append(f"{what} not divisible by {axis}={size[axis]}")
             else:
                 dims.append(axis)
+        if kind not in MEGATRON and size["model"] > 1 and not why:
+            why.append("tables: whole over model" + (", split over fsdp" if "fsdp" in dims else ""))
         while dims and dims[-1] is None:  # P('fsdp') rather than P('fsdp', None): one spelling each
             dims.pop()
         specs[name] = P(*dims)

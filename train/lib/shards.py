@@ -244,24 +244,52 @@ def read_block(source, name, index=None):
     return value if index is None else value[index]
 
 
+def _shape(source, name):
+    return source.shape(name) if isinstance(source, Source) else tuple(np.shape(source[name]))
+
+
+def _layout(source, name, layout):
+    """How array `name` is found in `source`: ("direct",), ("part", flat name, start, shape) or
+    ("parts", [names]); KeyError when it is not there, ValueError when its shape is not the layout's."""
+    names = set(source)
+    if name in names:
+        return ("direct",)
+    offsets, total = {}, 0
+    for key, shape in layout:
+        offsets[key] = (total, tuple(shape))
+        total += int(np.prod(shape))
+    head, _, key = name.rpartition("['")
+    if head in names and key.endswith("']") and key[:-2] in offsets:  # one parameter's part of a flat vector
+        if _shape(source, head) != (total,):
+            raise ValueError(f"its flat {head!r} has shape {_shape(source, head)}, expected ({total},)")
+        return ("part", head) + offsets[key[:-2]]
+    parts = [f"{name}['{key}']" for key, _ in layout]
+    if parts and all(p in names for p in parts):  # a flat vector from per-parameter arrays
+        for p, (_, shape) in zip(parts, layout):
+            if _shape(source, p) != tuple(shape):
+                raise ValueError(f"{p!r} has shape {_shape(source, p)}, expected {tuple(shape)}")
+        return ("parts", parts)
+    raise KeyError(name)
+
+
+def leaf_shape(source, name, layout):
+    """The whole shape `read_leaf` gives array `name` (KeyError, ValueError as `read_leaf`)."""
+    how = _layout(source, name, layout)
+    if how[0] == "direct":
+        return _shape(source, name)
+    return how[3] if how[0] == "part" else (sum(int(np.prod(s)) for _, s in layout),)
+
+
 def read_leaf(source, name, index, layout):
     """Block `index` of array `name`, converting between the two ways optimizer state is kept: one flat
     vector for all parameters (`P`, the replicated runs' raveled Adam) and one array per parameter
     (`P['wte']`, the sharded runs'). `layout`: [(parameter name, shape)] in raveling order (sorted)."""
-    names = set(source)
-    if name in names:
+    how = _layout(source, name, layout)
+    if how[0] == "direct":
         return read_block(source, name, index)
-    offsets, at = {}, 0
-    for key, shape in layout:
-        offsets[key] = (at, shape)
-        at += int(np.prod(shape))
-    head, _, key = name.rpartition("['")
-    if head in names and key.endswith("']") and key[:-2] in offsets:  # one parameter's part of a flat vector
-        start, shape = offsets[key[:-2]]
+    if how[0] == "part":
+        _, head, start, shape = how
         whole = read_block(source, head, (slice(start, start + int(np.prod(shape))),)).reshape(shape)
-        return whole if index is None else whole[index]
-    parts = [f"{name}['{key}']" for key, _ in layout]
-    if parts and all(p in names for p in parts):  # a flat vector from per-parameter arrays
-        whole = np.concatenate([read_block(source, p).reshape(-1) for p in parts])
-        return whole if index is None else whole[index]
-    raise KeyError(name)
+    else:
+        whole = np.concatenate([read_block(source, p).reshape(-1) for p in how[1]])
+    return whole if index is None else whole[index]
