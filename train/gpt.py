@@ -12,6 +12,7 @@ import sys
 
 from .cli import (PICTURES, TEMPERATURE, ArgumentParser, FolderLock, UserError, add_config_flags,
                   enable_compilation_cache, number, output_dir, output_file, run as run_cli)
+from .lib import flops
 from .lib.config import MAX_STEPS, TrainConfig
 from .lib.progress import Progress
 
@@ -111,7 +112,7 @@ class Output:
 def train_and_sample(args, overrides):
     import jax
 
-    from .lib import checkpoint, devices, flops, loop, run as runs, sampling, sharding
+    from .lib import checkpoint, devices, loop, run as runs, sampling, sharding
     from .lib.data import load_docs, resolve_data_path
 
     mesh = sharding.parse_mesh(args.mesh) if args.mesh is not None else None
