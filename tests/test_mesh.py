@@ -15,6 +15,8 @@ from train.lib import checkpoint
 
 from .helpers import ROOT
 
+pytestmark = pytest.mark.slow  # each case trains in several subprocesses on 8 forced CPU devices
+
 MESHES = ("fsdp=8", "model=4,data=2", "data=2,fsdp=2,model=2")
 # float64, small enough for 2 cores: n_embd 32 (attention matrices of 1,024 numbers shard; the tables do not)
 EXACT = ["--rng", "jax", "--dtype", "float64", "--batch-size", "16", "--n-embd", "32", "--n-layer", "2",
@@ -65,7 +67,6 @@ def test_bad_meshes_are_one_line_errors(names):
         assert proc.returncode == 2 and err.startswith(says), err
 
 
-@pytest.mark.slow
 def test_the_wide_model_in_float32_equals_one_device(names, tmp_path):
     """4 layers, n_embd 128, 8 heads, 50 steps: float32 rounding differs where the sums are split, and
     Adam magnifies it step by step (measured: data=8 8e-7, fsdp=8 1.3e-4, model=4,data=2 3.6e-4,

@@ -66,6 +66,7 @@ def test_flops_per_token_counts_the_products_and_attention():
     assert flops.mfu(1000.0, WIDE, 1e12, 2) == pytest.approx(1000 * flops.flops_per_token(WIDE) / 2e12)
 
 
+@pytest.mark.slow  # it measures the real rate once, too
 def test_cpu_matmul_rate_is_measured_once_then_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calls = []
@@ -133,6 +134,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow  # a subprocess on 8 forced CPU devices
 def test_meshes_divide_the_memory_and_checkpoints_reshard(tmp_path):
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": "8"}
     done = subprocess.run([sys.executable, "-c", EIGHT_DEVICES, str(tmp_path / "ck")], cwd=ROOT, env=env,
