@@ -123,3 +123,27 @@ def test_two_processes_with_fsdp_spanning_both_equal_one(names, tmp_path):
     tensors, meta = checkpoint.read_checkpoint(tmp_path / "two")
     assert meta["step"] == 30 and not checkpoint.is_sharded(tmp_path / "two")
     assert not (tmp_path / "two" / "shards").exists() or not any((tmp_path / "two" / "shards").iterdir())
+
+
+def test_the_compiled_step_gathers_fsdp_matrices_and_keeps_the_state_split(names):
+    code = ("from train.lib import run as runs, step\nfrom train.lib.config import TrainConfig\n"
+            "from train.lib.data import load_docs\n"
+            f"docs = load_docs({str(names)!r})[:256]\n"
+            "for mesh in ('fsdp=8', 'model=4,data=2'):\n"
+            "    run, state = runs.prepare(TrainConfig(rng='jax', batch_size=16, n_embd=32, n_layer=1), docs, mesh=mesh)\n"
+            "    ids = runs.step_ids(run, runs.batch_indices(run, state.key, 0, 2))\n"
+            "    chunk = step.make_train_chunk(run)\n"
+            "    hlo = chunk.lower(state, *run.data, ids).compile().as_text()\n"
+            "    after, _ = chunk(state, *run.data, ids)\n"
+            "    w, mu = after.params['layer0.mlp_fc1'], after.opt_state[0].mu['layer0.mlp_fc1']\n"
+            "    print(mesh, hlo.count('all-gather('), hlo.count('all-reduce('), w.sharding.spec, mu.sharding.spec,\n"
+            "          w.addressable_shards[0].data.shape)\n")
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "8"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    fsdp, model = (line.split(" ", 1)[1] for line in done.stdout.splitlines())
+    gathers, reduces, *rest = fsdp.split(" ", 2)
+    assert int(gathers) > 0 and rest == ["P(None, 'fsdp') P(None, 'fsdp') (128, 4)"]  # ZeRO-3: 1/8 each
+    gathers, reduces, *rest = model.split(" ", 2)
+    # Megatron: no weight is gathered; the blocks' partial sums are all-reduced; fc1 split by its output
+    assert int(gathers) == 0 and int(reduces) >= 2 and rest == ["P('model',) P('model',) (32, 32)"]
