@@ -33,8 +33,11 @@ def jax_tree_f64(tree):
     return jax.tree.map(lambda x: np.asarray(x, np.float64), tree)
 
 
-def read_metrics(path):
-    return [json.loads(line) for line in open(path)]
+def read_metrics(path, throughput=False):
+    """The rows of a metrics file: losses and evaluations, and with `throughput` also the tokens/s and
+    MFU rows, which are timings and so differ from run to run."""
+    rows = [json.loads(line) for line in open(path)]
+    return rows if throughput else [r for r in rows if "tokens_per_second" not in r]
 
 
 def run_module(*args, **kwargs):

@@ -12,6 +12,7 @@ import sys
 
 from .cli import (PICTURES, TEMPERATURE, ArgumentParser, FolderLock, UserError, add_config_flags,
                   enable_compilation_cache, number, output_dir, output_file, run as run_cli)
+from .lib import flops
 from .lib.config import MAX_STEPS, TrainConfig
 from .lib.progress import Progress
 
@@ -30,6 +31,10 @@ def build_parser():
     p.add_argument("--until-step", type=number(int, 1, MAX_STEPS),
                    help="stop after this step (the schedule still spans --steps)")
     p.add_argument("--devices", type=number(int, 1, 65536), help="use only the first N devices")
+    p.add_argument("--mesh", help="lay the run out on a mesh of data, fsdp and model axes, e.g. "
+                                  "data=2,fsdp=2,model=2 (the product is the devices used): fsdp splits the "
+                                  "parameters and Adam state, model splits each block Megatron-style; may change "
+                                  "on --resume")
     p.add_argument("--metrics-file", help="write one JSON object per step (and per evaluation)")
     p.add_argument("--plot", help="save a picture of the loss curve here (.png, .svg or .pdf)")
     p.add_argument("--probe", help="print the next-character distribution after this context, before and after")
@@ -105,9 +110,10 @@ class Output:
 def train_and_sample(args, overrides):
     import jax
 
-    from .lib import checkpoint, devices, loop, run as runs, sampling
+    from .lib import checkpoint, devices, loop, run as runs, sampling, sharding
     from .lib.data import load_docs, resolve_data_path
 
+    mesh = sharding.parse_mesh(args.mesh) if args.mesh is not None else None
     out = args.out
     if out and not args.resume and checkpoint.exists(out):
         raise UserError(f"--out {out} already holds a checkpoint; add --resume to continue it, or choose another "
@@ -118,7 +124,7 @@ def train_and_sample(args, overrides):
         jax.config.update("jax_enable_x64", True)
     data_path = resolve_data_path(args.data)
     docs = load_docs(data_path)
-    run, state = runs.prepare(cfg, docs, args.devices, source=data_path)
+    run, state = runs.prepare(cfg, docs, args.devices, source=data_path, mesh=mesh)
     history = []
     if saved:
         state, history = checkpoint.restore_run(run, state, *saved)
@@ -128,8 +134,10 @@ def train_and_sample(args, overrides):
     main_process = devices.is_main_process()
     say = Output(main_process)
     available = len(jax.devices())
-    say(f"devices: {run.mesh.size}{f' of {available}' if available != run.mesh.size else ''} "
-        f"({run.mesh.devices.flat[0].platform})")
+    platform = run.mesh.devices.flat[0].platform
+    say(f"devices: {run.mesh.size}{f' of {available}' if available != run.mesh.size else ''} ({platform})"
+        + (f" | {sharding.describe(run.mesh, state.params, state.opt_state, run.whole)}"
+           if mesh or run.mesh.size > 1 else ""))
     say(f"num docs: {len(docs)} (train {len(run.train_docs)}, val {len(run.val_docs)}) | vocab size: "
         f"{run.model.vocab_size} | num params: {sum(p.size for p in state.params.values())} | truncated to "
         f"block_size: {run.truncated}" + (f" | resumed at step {step}" if saved else ""))
@@ -142,12 +150,28 @@ def train_and_sample(args, overrides):
     metrics = open_metrics(args.metrics_file, history) if args.metrics_file and main_process else None
     progress = Progress(run.total_steps, step, stream=say) if main_process else None
     val = next(((r["step"], r["val_loss"]) for r in reversed(history) if "val_loss" in r), (None, None))
+    peak = []  # (FLOP/s of the devices together, its label), found at the first dispatch that did not compile
+
+    def throughput(chunk):
+        """{"step", "tokens_per_second", "mfu", "peak"} of a dispatch that did not compile. A CPU's rate
+        is measured once per machine (cached), by a batched run: a one-document run uses it once cached."""
+        rate = chunk.tokens / max(chunk.seconds, 1e-9)
+        if not peak:
+            device = run.mesh.devices.flat[0]
+            value, label = flops.peak(device, jax.numpy.dtype(cfg.compute_dtype).name, measure=cfg.batch_size > 1)
+            # the CPU's forced devices share its cores, and its rate was measured with all of them
+            peak.append((value and value * (1 if platform == "cpu" else run.mesh.size), label))
+        row = {"step": chunk.step, "tokens_per_second": round(rate, 1)}
+        if peak[0][0]:
+            row.update(mfu=flops.mfu(rate, run.model, peak[0][0], 1), peak=peak[0][1])
+        return row
 
     def on_chunk(chunk):
         nonlocal val
+        speed = None if chunk.compiled else throughput(chunk)
         if metrics:
             try:
-                metrics.writelines(json.dumps(r) + "\n" for r in chunk.rows)
+                metrics.writelines(json.dumps(r) + "\n" for r in chunk.rows + ([speed] if speed else []))
                 metrics.flush()
             except OSError as e:
                 return f"cannot write --metrics-file {args.metrics_file} ({e.strerror or e})"
@@ -155,8 +179,8 @@ def train_and_sample(args, overrides):
         if progress:
             last = [r for r in chunk.rows if "loss" in r][-1]
             progress.update(last["step"], last["loss"], val[1], val[0], chunk.step * cfg.batch_size / len(run.train_docs),
-                            None if chunk.compiled else chunk.tokens / max(chunk.seconds, 1e-9),
-                            chunk.seconds if chunk.compiled else None)
+                            speed and speed["tokens_per_second"], chunk.seconds if chunk.compiled else None,
+                            speed and speed.get("mfu"))
         if say.failed:
             return f"its output cannot be written ({say.failed.strerror or say.failed})"
 

@@ -4,6 +4,10 @@ what a run saves, how a resumed run is checked against it and restored, and a tr
 Layout: tensors `params/<name>` and `opt/<path>` (the optax state, named by its pytree path), the
 metrics so far under `history/` (so a resumed run's metrics file and loss plot equal an uninterrupted
 run's), and metadata `meta` holding step, configs, vocabulary, data fingerprint and RNG state as JSON.
+
+A run whose parameters are split over a mesh saves the same names in the sharded format instead
+(train/lib/shards.py: one file per process and a manifest, nothing gathered), and either format
+resumes on any mesh: each array is built for the new layout from the blocks each device needs.
 """
 
 import dataclasses
@@ -19,6 +23,7 @@ from safetensors.numpy import load, save
 
 from models import gpt
 
+from . import shards
 from .config import RESUME_MAY_CHANGE, TrainConfig
 from .data import Tokenizer
 from .devices import is_main_process, put, to_host
@@ -56,12 +61,33 @@ def save_checkpoint(directory, params, opt_state, meta, history=()):
 
 
 def exists(directory):
-    return (Path(directory) / FILENAME).exists()
+    return (Path(directory) / FILENAME).exists() or shards.exists(directory)
+
+
+def is_sharded(directory):
+    """Does DIR hold its checkpoint in the sharded format (the newer one, should both be there)?"""
+    directory = Path(directory)
+    if not shards.exists(directory):
+        return False
+    if not (directory / FILENAME).exists():
+        return True
+    try:  # a save that crashed between writing one format and removing the other: the later step wins
+        with open(directory / FILENAME, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            single = json.loads(json.loads(f.read(n))["__metadata__"]["meta"])["step"]
+        return shards.read_meta(directory)["step"] >= single
+    except (OSError, ValueError, KeyError, TypeError, UserError):
+        return True
 
 
 def read_checkpoint(directory):
-    """(tensors by name, meta dict), or a UserError naming what is wrong with the file."""
+    """(tensors by name, meta dict), or a UserError naming what is wrong with the file. A sharded
+    checkpoint's tensors are a `shards.Source`: a mapping that reads each array, or a block of it, when
+    asked."""
     path = Path(directory)
+    if path.is_dir() and is_sharded(path):
+        source = shards.Source(path)
+        return source, source.meta
     path = path / FILENAME if path.is_dir() else path
     try:
         blob = path.read_bytes()
@@ -143,9 +169,18 @@ def run_meta(run, state):
 
 
 def save_run(directory, run, state, history):
-    """Save a run's state and metrics so far; in a multi-process run, process 0 writes."""
+    """Save a run's state and metrics so far. Replicated: process 0 writes one file. Sharded: every
+    process writes the shards it owns, process 0 the manifest (train/lib/shards.py)."""
+    if run.shardings is None:
+        if is_main_process():
+            save_checkpoint(directory, to_host(state.params), to_host(state.opt_state), run_meta(run, state),
+                            history)
+            shards.remove(directory)
+        return
+    arrays = {**_named_leaves("params", state.params), **_named_leaves("opt", state.opt_state)}
+    shards.save(directory, arrays, run_meta(run, state), history_tensors(history))
     if is_main_process():
-        save_checkpoint(directory, to_host(state.params), to_host(state.opt_state), run_meta(run, state), history)
+        (Path(directory) / FILENAME).unlink(missing_ok=True)
 
 
 def resumed_config(meta, overrides):
@@ -174,10 +209,33 @@ def restore_run(run, state, tensors, meta):
     step = int(meta["step"])
     if step > run.total_steps:
         raise UserError(f"the checkpoint is at step {step}, past the {run.total_steps} steps asked for")
-    state = state._replace(params=put(restore(tensors, "params", state.params), run.replicated),
-                           opt_state=put(restore(tensors, "opt", state.opt_state), run.replicated),
+    layout = [(k, state.params[k].shape) for k in sorted(state.params)]  # the order ravel_pytree flattens in
+    state = state._replace(params=_reshard(tensors, "params", state.params, layout),
+                           opt_state=_reshard(tensors, "opt", state.opt_state, layout),
                            step=put(np.int32(step), run.replicated))
     return state, history_rows(tensors)
+
+
+def _reshard(tensors, prefix, template, layout):
+    """The pytree `template` (global arrays) filled from a checkpoint of either format, each array built
+    in the template's own layout from just the blocks this process's devices hold, whatever mesh wrote
+    it; Adam's state converts between one flat vector and one array per parameter (`shards.read_leaf`)."""
+    named, treedef = jax.tree_util.tree_flatten_with_path(template)
+    leaves = []
+    for path, like in named:
+        name = prefix + jax.tree_util.keystr(path)
+        try:
+            shape = shards.leaf_shape(tensors, name, layout)
+        except KeyError:
+            raise UserError(f"checkpoint does not match this model: it has no {name!r}") from None
+        except ValueError as e:
+            raise UserError(f"checkpoint does not match this model: {e}") from None
+        if shape != tuple(like.shape):
+            raise UserError(f"checkpoint does not match this model: {name!r} has shape {shape}, "
+                            f"expected {tuple(like.shape)}")
+        block = lambda index, name=name, like=like: shards.read_leaf(tensors, name, index, layout).astype(like.dtype)  # noqa: E731
+        leaves.append(jax.make_array_from_callback(like.shape, like.sharding, block))
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def _describe(data):

@@ -52,16 +52,31 @@ def is_main_process():
 
 
 def put(tree, sharding):
-    """Host arrays -> global arrays laid out by `sharding`; works with several processes too."""
-    return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda i: np.asarray(x)[i]),
-                        tree)
+    """Host arrays -> global arrays laid out by `sharding` (one for every leaf, or a tree of them shaped
+    like `tree`); works with several processes too."""
+    if isinstance(sharding, jax.sharding.Sharding):
+        sharding = jax.tree.map(lambda _: sharding, tree)
+    return jax.tree.map(lambda x, s: jax.make_array_from_callback(np.shape(x), s, lambda i: np.asarray(x)[i]),
+                        tree, sharding)
 
 
 def to_host(tree):
-    """Replicated global arrays -> numpy, reading this process's own copy."""
-    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0) if isinstance(a, jax.Array) else a), tree)
+    """Global arrays -> numpy: a replicated one from this process's own copy, a sharded one gathered
+    (from every process, when its shards span several)."""
+    def one(a):
+        if not isinstance(a, jax.Array) or a.sharding.is_fully_replicated:
+            return np.asarray(a.addressable_data(0) if isinstance(a, jax.Array) else a)
+        if a.is_fully_addressable:
+            return np.asarray(a)
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+    return jax.tree.map(one, tree)
 
 
 def batch_sharding(mesh, per_step=False):
-    """The batch axis split over the mesh: axis 0 of a (R, ...) batch, axis 1 of (K, R, ...) step arrays."""
-    return NamedSharding(mesh, P(None, "data") if per_step else P("data"))
+    """The batch axis split over the mesh's batch axes (`data`, and `fsdp` where the mesh has one): axis 0
+    of a (R, ...) batch, axis 1 of (K, R, ...) step arrays."""
+    axes = tuple(a for a in ("data", "fsdp") if a in mesh.axis_names)
+    return NamedSharding(mesh, P(None, axes) if per_step else P(axes))

@@ -9,7 +9,7 @@ LOG_EVERY_SECONDS = 10.0
 
 
 def status_line(step, total, loss, val=None, val_step=None, epoch=None, tokens_per_second=None,
-                compile_seconds=None, seconds_left=None):
+                compile_seconds=None, mfu=None, seconds_left=None):
     """`step 1000 / 1000 | loss 2.6497 | epoch 0.03 | 67,067 tok/s`, the run's one-line summary.
 
     `val` is the latest held-out loss, labelled with its step `val_step` when that is not this step; a
@@ -20,7 +20,7 @@ def status_line(step, total, loss, val=None, val_step=None, epoch=None, tokens_p
     if epoch is not None:
         text += f" | epoch {epoch:.2f}"
     if tokens_per_second is not None:
-        text += f" | {tokens_per_second:,.0f} tok/s"
+        text += f" | {tokens_per_second:,.0f} tok/s" + (f" | MFU {mfu:.2%}" if mfu is not None else "")
     elif compile_seconds is not None:
         text += f" | compiled and ran in {compile_seconds:.2f} s"
     if seconds_left is not None:
@@ -45,9 +45,10 @@ class Progress:
                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
         self.last = None
 
-    def update(self, step, loss, val=None, val_step=None, epoch=None, tokens_per_second=None, compile_seconds=None):
+    def update(self, step, loss, val=None, val_step=None, epoch=None, tokens_per_second=None, compile_seconds=None,
+               mfu=None):
         self.last = dict(step=step, loss=loss, val=val, val_step=val_step, epoch=epoch,
-                         tokens_per_second=tokens_per_second, compile_seconds=compile_seconds)
+                         tokens_per_second=tokens_per_second, compile_seconds=compile_seconds, mfu=mfu)
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
             postfix = status_line(total=self.total, **self.last).split(" | ", 1)[1]

@@ -21,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from models import gpt, gpt_scalar
 
+from . import sharding
 from .batches import pack, rows_per_step
 from .config import TrainConfig
 from .data import Tokenizer, encode_docs, fingerprint, microgpt_order
@@ -56,6 +57,11 @@ class Run:
     val_data: tuple  # the same for the held-out documents, or ()
     data_info: dict  # which documents: a checkpoint checks them on resume
     python_rng: tuple | None  # rng "python": microgpt's generator after the weights (getstate()), for sampling
+    # on a mesh that splits parameters (fsdp or model): {name: NamedSharding} of each parameter, and the
+    # parameters left whole along some axis with why; None: every device holds the whole model, and Adam
+    # runs over the parameters raveled into one vector
+    shardings: dict | None = None
+    whole: dict | None = None
 
     @property
     def replicated(self):
@@ -68,16 +74,32 @@ class Run:
 
     @property
     def rows(self):
-        return rows_per_step(self.cfg.batch_size, self.mesh.size)
+        return rows_per_step(self.cfg.batch_size, self.batch_split)
+
+    @property
+    def batch_split(self):
+        """How many ways each step's rows are split: the devices of the data (and fsdp) axes."""
+        return sharding.batch_size_divisor(self.mesh)
+
+    @property
+    def state_shardings(self):
+        """TrainState's layout on the mesh, as the compiled chunk returns it."""
+        if self.shardings is None:
+            return TrainState(self.replicated, self.replicated, self.replicated, self.replicated)
+        opt = sharding.opt_shardings(self.optimizer, self.shardings, self.mesh)
+        return TrainState(self.shardings, opt, self.replicated, self.replicated)
 
     @property
     def steps_per_epoch(self):
         return len(self.train_docs) // self.cfg.batch_size
 
 
-def prepare(cfg, docs, num_devices=None, source=""):
+def prepare(cfg, docs, num_devices=None, source="", mesh=None):
     """(Run, TrainState at step 0): shuffle, tokenize, split and initialize as microgpt does (rng
-    "python") or with JAX keys. `source` names where the documents came from, for messages."""
+    "python") or with JAX keys. `source` names where the documents came from, for messages. `mesh`
+    ("data=2,fsdp=2,model=2", see train/lib/sharding.py) lays the run out on that mesh instead of
+    replicating it over the first `num_devices` devices."""
+    sizes = sharding.parse_mesh(mesh) if isinstance(mesh, str) else mesh
     data_info = {"sha256": fingerprint(docs), "documents": len(docs), "path": str(source)}
     key = jax.random.PRNGKey(cfg.seed)
     if cfg.rng == "python":
@@ -86,7 +108,7 @@ def prepare(cfg, docs, num_devices=None, source=""):
         rng, docs = None, [docs[i] for i in np.asarray(jax.random.permutation(subkey(key, "shuffle"), len(docs)))]
         tokenizer = Tokenizer.from_docs(docs)
     model = cfg.model(tokenizer.vocab_size)
-    check_fits(model, cfg)
+    check_fits(model, cfg, sizes["fsdp"] * sizes["model"] if sizes else 1)
     if rng is not None:  # microgpt draws every weight from the same generator, in state_dict order
         params = {k: np.asarray(v, cfg.param_dtype) for k, v in gpt_scalar.init(rng, model).items()}
     else:
@@ -95,24 +117,40 @@ def prepare(cfg, docs, num_devices=None, source=""):
     train_docs, val_docs = tuple(docs[: len(docs) - n_val]), tuple(docs[len(docs) - n_val :])
     if len(train_docs) < cfg.batch_size:
         raise UserError(f"batch size {cfg.batch_size} is larger than the {len(train_docs)} training documents")
-    mesh = make_mesh(num_devices, cfg.batch_size)
+    if sizes:
+        mesh = sharding.make_mesh(sizes, num_devices)
+        split = sharding.batch_size_divisor(mesh)
+        if cfg.batch_size % split:
+            raise UserError(f"--mesh {sharding.mesh_text(mesh)}: the batch of {cfg.batch_size} does not divide "
+                            f"over data x fsdp = {split}")
+    else:
+        mesh = make_mesh(num_devices, cfg.batch_size)
     total = math.ceil(cfg.epochs * (len(train_docs) // cfg.batch_size)) if cfg.epochs else cfg.steps
     optimizer = optax.adam(optax.linear_schedule(cfg.lr, 0.0, total), b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
     replicated = NamedSharding(mesh, P())
     rows, n, truncated = encode_docs(train_docs, tokenizer, cfg.block_size)
     val_data = put(encode_docs(val_docs, tokenizer, cfg.block_size)[:2], replicated) if val_docs else ()
+    shardings = whole = None
+    if sharding.is_sharded(mesh):
+        specs, whole = sharding.param_specs(gpt.param_shapes(model), model.n_head, mesh)
+        shardings = sharding.shardings(mesh, specs)
     run = Run(cfg, model, tokenizer, train_docs, val_docs, truncated, total, optimizer, mesh,
-              put((rows, n), replicated), val_data, data_info, rng.getstate() if rng else None)
-    params = put(params, replicated)
-    opt_state = jax.jit(lambda p: optimizer.init(ravel_pytree(p)[0]), out_shardings=replicated)(params)
+              put((rows, n), replicated), val_data, data_info, rng.getstate() if rng else None, shardings, whole)
+    if shardings is None:
+        params = put(params, replicated)
+        opt_state = jax.jit(lambda p: optimizer.init(ravel_pytree(p)[0]), out_shardings=replicated)(params)
+    else:  # one Adam state per parameter, laid out like it: a flat vector could not be split per matrix
+        params = put(params, shardings)
+        opt_state = jax.jit(optimizer.init, out_shardings=run.state_shardings.opt_state)(params)
     step = put(np.int32(0), replicated)
     return run, TrainState(params, opt_state, step, put(np.asarray(key), replicated))
 
 
-def check_fits(model, cfg):
+def check_fits(model, cfg, split=1):
     """Refuse, before allocating anything, a model whose parameters, gradients and Adam moments (four
-    copies) would not fit in the first device's memory (host memory on the CPU)."""
-    need = 4 * gpt.num_params(model) * np.dtype(cfg.param_dtype).itemsize
+    copies, `split` ways over the devices of a sharded mesh) would not fit in the first device's memory
+    (host memory on the CPU)."""
+    need = 4 * gpt.num_params(model) * np.dtype(cfg.param_dtype).itemsize / split
     stats = jax.local_devices()[0].memory_stats() or {}
     have = stats.get("bytes_limit") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > have:
@@ -124,7 +162,7 @@ def step_ids(run, idx):
     """What the train chunk takes for documents idx (K, B): the indices themselves at batch size 1,
     else their packing into pairs, on the devices and split along the batch."""
     if run.cfg.batch_size > 1:
-        idx = pack(run.lengths, idx, run.cfg.block_size, run.rows, run.mesh.size)
+        idx = pack(run.lengths, idx, run.cfg.block_size, run.rows, run.batch_split)
     return put(idx.astype(np.int32), batch_sharding(run.mesh, per_step=True))
 
 

@@ -5,7 +5,8 @@ its gradient and the optax update in one jit region. `make_train_chunk` wraps it
 changing it: `lax.scan` runs `chunk` steps per dispatch, one-document steps are cut to the shortest
 length bucket that holds the document (the step's two halves, the gradient and `apply_gradients`,
 with a switch between them), the parameters travel as one flat vector (so Adam is a few large
-element-wise ops rather than a set per matrix), and the state's buffers are donated.
+element-wise ops rather than a set per matrix; on a mesh that splits the parameters,
+train/lib/sharding.py, each keeps its own Adam state), and the state's buffers are donated.
 """
 
 from functools import lru_cache, partial
@@ -15,7 +16,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
+from jax.sharding import NamedSharding
 
+from . import sharding
 from .batches import first_positions, length_buckets, one_per_row, packed_loss, real_length, unpack
 from .devices import batch_sharding
 
@@ -69,8 +72,19 @@ def make_train_chunk(run, long_run=None):
     # one document a step (packed rows are nearly full): as many positions as the shortest bucket that holds it
     buckets = length_buckets(model.block_size) if long_run and b == 1 else (model.block_size,)
 
+    if run.shardings is None:
+        gather = None
+    else:  # ZeRO-3: each matrix all-gathered over fsdp where the loss uses it (its model split kept)
+        gather = {k: NamedSharding(run.mesh, sharding.gathered(s.spec)) for k, s in run.shardings.items()}
+
     def chunk(state, rows, n, ids):
-        flat, unravel = ravel_pytree(state.params)
+        if gather is None:
+            flat, unravel = ravel_pytree(state.params)
+        else:
+            # constrained to its own layout first, then gathered: the gradient, flowing back through
+            # both, is reduce-scattered to the parameter's layout, where Adam updates it shard by shard
+            flat, unravel = state.params, lambda p: jax.lax.with_sharding_constraint(
+                jax.lax.with_sharding_constraint(p, run.shardings), gather)
 
         def cut_loss(length, flat, batch):
             return packed_loss(unravel(flat), first_positions(batch, length), model, dtype)
@@ -91,10 +105,10 @@ def make_train_chunk(run, long_run=None):
             return state, loss.astype(loss_dtype)
 
         state, losses = jax.lax.scan(body, state._replace(params=flat), ids)
-        return state._replace(params=unravel(state.params)), losses
+        return state._replace(params=state.params if gather else unravel(state.params)), losses
 
     options = None
     if long_run and run.mesh.devices.flat[0].platform == "cpu":
         options = CPU_FLOAT64_OPTIONS if dtype == jnp.float64 else CPU_COMPILER_OPTIONS
-    return jax.jit(chunk, donate_argnums=0, out_shardings=(run.replicated, run.replicated),
+    return jax.jit(chunk, donate_argnums=0, out_shardings=(run.state_shardings, run.replicated),
                    compiler_options=options)
