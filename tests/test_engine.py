@@ -16,7 +16,7 @@ from hypothesis import assume, given, settings, strategies as st
 import microjax as mj
 from microjax import Value, grad, value_and_grad
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 REL = 1e-9  # values and gradients, float64 against float64
 

@@ -8,7 +8,7 @@ import pytest
 import microjax as mj
 from microjax.jaxpr import stage
 
-from .conftest import tree_allclose
+from .helpers import tree_allclose
 
 REL = 1e-12
 
