@@ -10,7 +10,7 @@ import random
 
 import microjax as mj
 
-from .timing import median_seconds, row
+from .timing import interleaved, median_seconds, row, skipped
 
 N_OPS = 3000  # about 5,000 nodes, with the positive-argument guards
 
@@ -62,33 +62,14 @@ def run(args):
 def gpt_first_step():
     """(loss's arguments) at microgpt's first step: its seed, shuffle, initial weights and first document."""
     from models import gpt, gpt_scalar
-    from train.data import Tokenizer
+    from train.lib.data import load_docs, microgpt_order, resolve_data_path
 
-    from .cases import docs
-
-    rng = random.Random(42)
-    names = list(docs())
-    rng.shuffle(names)
-    tok = Tokenizer.from_docs(names)
+    rng, names, tok = microgpt_order(load_docs(resolve_data_path()), seed=42)
     config = gpt.GPTConfig(tok.vocab_size, n_embd=16, n_head=4, n_layer=1, block_size=16)
     params = gpt_scalar.init(rng, config)
     tokens = [tok.bos] + tok.encode(names[0]) + [tok.bos]
     n = min(config.block_size, len(tokens) - 1)
     return params, tuple(tokens[:n]), tuple(tokens[1 : n + 1]), config
-
-
-def interleaved(fns, reps):
-    """Median seconds of each function, timed in turns (so load on the machine hits them alike)."""
-    import statistics
-    import time
-
-    times = [[] for _ in fns]
-    for _ in range(reps):
-        for fn, ts in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - start)
-    return [statistics.median(ts) for ts in times]
 
 
 def run_jit(args):
@@ -114,8 +95,7 @@ def run_jit(args):
     try:
         from micrograd.nn import MLP
     except ImportError:
-        return rows + [row("micrograd demo with jit (skipped: micrograd not installed)", "micrograd_jit_ms",
-                           float("nan"), "ms/pass")]
+        return rows + [skipped("micrograd demo with jit", "micrograd_jit_ms", "ms/pass", "micrograd")]
     random.seed(0)
     model = MLP(2, [16, 16, 1])
     xs, ys = moons()

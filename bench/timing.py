@@ -28,3 +28,14 @@ def row(case, key, value, unit, baseline=None, baseline_value=None, faster_is="l
 def skipped(case, key, unit, package):
     """The row of a case whose baseline is not installed: how to install it, and no figure."""
     return row(f"{case} (skipped: {package} is not installed; pip install -e '.[bench]' adds it)", key, None, unit)
+
+
+def interleaved(fns, reps):
+    """Median seconds of each function, timed in turns (so load on the machine hits them alike)."""
+    times = [[] for _ in fns]
+    for _ in range(reps):
+        for fn, ts in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - start)
+    return [statistics.median(ts) for ts in times]
