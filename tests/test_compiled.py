@@ -15,10 +15,11 @@ from train.lib import compiled
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    """Our executables in a fresh folder, as if the entry points had turned the caches on."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(compiled, "enabled", lambda: True)
-    return tmp_path / "microjax" / compiled.FOLDER
+    """JAX's compilation cache, and so ours, in a fresh folder, as the entry points turn it on."""
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+    yield tmp_path / compiled.FOLDER
+    jax.config.update("jax_compilation_cache_dir", before)
 
 
 def counting(traces):
@@ -111,7 +112,7 @@ def test_across_processes_even_when_jax_cache_holds_the_program(tmp_path):
     first = run()
     assert first[0] == "1"
     assert run() == ["0", first[1]], "loaded without tracing, the same numbers"
-    for path in (tmp_path / "microjax" / compiled.FOLDER).rglob("f-*"):
+    for path in (tmp_path / "microjax" / "jax" / compiled.FOLDER).rglob("f-*"):
         path.unlink()  # ours lost, JAX's cache still holding the salted program
     assert run() == ["1", first[1]]
     assert run()[1] == first[1]

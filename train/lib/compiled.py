@@ -27,7 +27,7 @@ from pathlib import Path
 
 import jax
 
-FOLDER = "executables"
+FOLDER = "microjax-executables"  # inside JAX's cache folder, beside its entries (it touches only its own *-cache files)
 # An executable that JAX's compilation cache handed back does not serialize again (its functions are
 # missing when the copy runs: jax 0.10.2, CPU), so what is saved must come from a fresh compile: the
 # compile options carry a random number in an option that only says how much a debug printout of
@@ -40,9 +40,9 @@ ENV_PREFIXES = ("JAX_", "XLA_", "TF_", "LIBTPU", "CUDA_", "NVIDIA_", "TPU_")
 
 
 def enabled():
-    """Only with JAX's compilation cache on (as the entry points turn it on), in one process."""
-    return bool(jax.config.jax_compilation_cache_dir) and jax.config.jax_enable_compilation_cache and \
-        jax.process_count() == 1
+    """Only with JAX's compilation cache on in a local folder (as the entry points turn it on), in one process."""
+    where = jax.config.jax_compilation_cache_dir
+    return bool(where) and "://" not in where and jax.config.jax_enable_compilation_cache and jax.process_count() == 1
 
 
 KEEP_SECONDS = 7 * 86400  # a folder of executables for other code or versions, unused this long, is removed
@@ -50,9 +50,8 @@ KEEP_SECONDS = 7 * 86400  # a folder of executables for other code or versions, 
 
 def folder():
     """This code's folder: one per version of the source, the libraries and the machine."""
-    from train.data import cache_dir
-
-    return cache_dir() / FOLDER / hashlib.sha256(_fixed_part().encode()).hexdigest()[:16]
+    version = hashlib.sha256(_fixed_part().encode()).hexdigest()[:16]
+    return Path(jax.config.jax_compilation_cache_dir) / FOLDER / version
 
 
 def _tidy(current):
@@ -162,6 +161,9 @@ class cached_jit:
         self.fn, self.jitted = fn, jax.jit(fn, **jit_kwargs)
         self.name = getattr(fn, "__name__", "fn").strip("<>")
         self.key, self.jit_kwargs, self.compiled = key, jit_kwargs, {}
+
+    def lower(self, *args):
+        return self.jitted.lower(*args)
 
     def __call__(self, *args):
         specs = repr([_spec(x) for x in jax.tree.leaves(args)]) + repr(jax.tree.structure(args))
