@@ -75,8 +75,9 @@ def _token_drawer(config, bos):
             logits, cache = gpt.decode_step(params, cache, token, pos, config)
             probs = jax.nn.softmax(logits / temperature)
             # random.choices: itertools.accumulate's running sum, left to right, then bisect_right over
-            # all but the last; a scan keeps that order of additions (a cumsum need not)
-            _, running = jax.lax.scan(lambda c, p: (c + p, c + p), jnp.zeros((), probs.dtype), probs, unroll=32)
+            # all but the last; a scan keeps that order of additions (a cumsum need not), and unrolled
+            # it would only add compile time
+            _, running = jax.lax.scan(lambda c, p: (c + p, c + p), jnp.zeros((), probs.dtype), probs)
             nxt = jnp.sum(running[:-1] <= u * running[-1]).astype(jnp.int32)
             # a new sample keeps the cache: it writes each position before it attends to it, and
             # attends to none after its own
