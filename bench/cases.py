@@ -12,28 +12,11 @@ import time
 import jax
 import numpy as np
 
-from train.data import load_docs, resolve_data_path
+from train.lib.data import load_docs, resolve_data_path
+
+from .timing import median_seconds, row, skipped
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def median_seconds(fn, reps, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def row(case, key, value, unit, baseline=None, baseline_value=None, faster_is="lower", **extra):
-    speedup = None
-    if baseline_value:
-        speedup = baseline_value / value if faster_is == "lower" else value / baseline_value
-    return {"case": case, "key": key, "value": value, "unit": unit, "baseline": baseline,
-            "baseline_value": baseline_value, "speedup": speedup, **extra}
 
 
 def docs():
@@ -53,40 +36,44 @@ def preset(args):
     jax.config.update("jax_enable_x64", True)
     import optax
 
-    from train import batches, devices, loop, trainer
+    from train.lib import batches, devices, loop, run as runs, step
+    from train.lib.config import TrainConfig
 
-    run = trainer.prepare(trainer.TrainConfig(), docs())
-    start_params, start_opt = devices.to_host(run.params), devices.to_host(run.opt_state)
+    run, state = runs.prepare(TrainConfig(), docs())
+    start = devices.to_host(state)
 
-    def reset():
-        run.params, run.opt_state = devices.put(start_params, run.replicated), devices.put(start_opt, run.replicated)
-        run.step = 0
+    def fresh():  # training donates the state it is given
+        return devices.put(start, run.replicated)
 
-    chunk = trainer.make_train_chunk(run)
-    idx = trainer.step_ids(run, trainer.batch_indices(run, 0, run.cfg.chunk))
-    start = time.perf_counter()
-    chunk.lower(run.params, run.opt_state, *run.data, idx).compile()
-    compile_s = time.perf_counter() - start
-    reset()
-    loop.train(run)  # warm-up, compiles
-    per_step = median_seconds(lambda: (reset(), loop.train(run)), args.reps, warmup=0) / run.total_steps
+    def timed_job(long_run):
+        chunk = step.make_train_chunk(run, long_run=long_run)
+        idx = runs.step_ids(run, runs.batch_indices(run, state.key, 0, run.cfg.chunk))
+        begin = time.perf_counter()
+        chunk.lower(fresh(), *run.data, idx).compile()
+        compile_s = time.perf_counter() - begin
+        train = lambda: loop.train(run, fresh(), chunk=chunk)  # noqa: E731
+        train()  # warm-up, compiles
+        return compile_s, median_seconds(train, args.reps, warmup=0) / run.total_steps
+
+    compile_s, per_step = timed_job(None)
 
     # baseline: the straightforward version, one jitted step per Python call
     model, optimizer = run.model, run.optimizer
 
     @jax.jit
-    def step(params, opt_state, rows, n):
+    def one_step(params, opt_state, rows, n):
         loss, grads = jax.value_and_grad(batches.batch_loss)(params, rows, n, model, jax.numpy.float64)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
     rows, n = (np.asarray(a) for a in devices.to_host(run.data))
-    indices = trainer.batch_indices(run, 0, 200)
+    indices = runs.batch_indices(run, state.key, 0, 200)
 
     def python_loop():
-        params, opt_state = start_params, optimizer.init(start_params)
+        params = start.params
+        opt_state = optimizer.init(params)
         for i in indices:
-            params, opt_state, loss = step(params, opt_state, rows[i], n[i])
+            params, opt_state, loss = one_step(params, opt_state, rows[i], n[i])
         loss.block_until_ready()
 
     plain = median_seconds(python_loop, args.reps) / len(indices)
@@ -95,15 +82,8 @@ def preset(args):
                     per_step * 1e6, "µs/step",
                     "jit per step, Python loop", plain * 1e6),
                 row("microgpt preset: train-step compile", "compile_s", compile_s, "s")]
-    if jax.default_backend() == "cpu":  # the same step compiled as for long runs (trainer.LONG_RUN_DOCS)
-        long_chunk = trainer.make_train_chunk(run, long_run=True)
-        start = time.perf_counter()
-        long_chunk.lower(run.params, run.opt_state, *run.data, idx).compile()
-        long_compile_s = time.perf_counter() - start
-        run._train_chunk = long_chunk
-        reset()
-        loop.train(run)
-        long_step = median_seconds(lambda: (reset(), loop.train(run)), args.reps, warmup=0) / run.total_steps
+    if jax.default_backend() == "cpu":  # the same step compiled as for long runs (step.LONG_RUN_DOCS)
+        long_compile_s, long_step = timed_job(True)
         rows_out += [row("  the same, compiled for long runs (>= 20k docs): steady state", "preset_long_us_per_step",
                          long_step * 1e6, "µs/step", "jit per step, Python loop", plain * 1e6),
                      row("  its compile", "compile_long_s", long_compile_s, "s")]
@@ -134,13 +114,12 @@ def whole_job(args):
     baseline = "PyTorch eager, whole job" if torch_s else None
     cold, warm = statistics.median(cold), statistics.median(warm)
     return [row("whole microgpt job, cold", "whole_job_cold_s", cold, "s", baseline, torch_s),
-            row("whole microgpt job, compilation cache warm", "whole_job_warm_s", warm, "s", baseline, torch_s,
-                ratio_value=warm / torch_s if torch_s else None)]
+            row("whole microgpt job, compilation cache warm", "whole_job_warm_s", warm, "s", baseline, torch_s)]
 
 
 # 2. the scalar twin -------------------------------------------------------------------------------
 def scalar(args):
-    from train.scalar import train_microgpt
+    from train.lib.scalar import train_microgpt
 
     steps = 3
     start = time.perf_counter()
@@ -153,8 +132,7 @@ def scalar(args):
 # 3. PyTorch eager ---------------------------------------------------------------------------------
 def torch_eager(args):
     if not have("torch"):
-        print("skipped: torch is not installed (pip install -e '.[bench]')", file=sys.stderr)
-        return [row("PyTorch eager (skipped: torch not installed)", "torch_us_per_step", float("nan"), "µs/step")]
+        return [skipped("microgpt preset in eager PyTorch, float64", "torch_us_per_step", "µs/step", "torch")]
     out = subprocess.run([sys.executable, "-m", "bench.torch_microgpt"], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
     per_step = float(re.search(r"train_us_per_step ([\d.]+)", out).group(1))
@@ -189,7 +167,8 @@ LARGE = [("n_embd 256, n_layer 6, batch 512", "batched_256x6_us_per_doc", dict(n
 
 
 def batched(args):
-    from train import devices, trainer
+    from train.lib import devices, run as runs, step
+    from train.lib.config import TrainConfig
 
     jax.config.update("jax_enable_x64", False)
     data, rows = docs(), []
@@ -199,14 +178,14 @@ def batched(args):
         peak["bfloat16"] = matmul_peak("bfloat16")
         configs += [(*c, d) for c in LARGE for d in ("float32", "bfloat16")]
     for name, key, kw, dtype in configs:
-        run = trainer.prepare(trainer.TrainConfig(rng="jax", n_head=4, chunk=20, dtype=dtype, **kw), data)
-        chunk = trainer.make_train_chunk(run)
-        idx = trainer.batch_indices(run, 0, run.cfg.chunk)
-        ids = trainer.step_ids(run, idx)
-        state = [run.params, run.opt_state]
+        run, state = runs.prepare(TrainConfig(rng="jax", n_head=4, chunk=20, dtype=dtype, **kw), data)
+        chunk = step.make_train_chunk(run)
+        idx = runs.batch_indices(run, state.key, 0, run.cfg.chunk)
+        ids = runs.step_ids(run, idx)
+        carry = [state]
 
         def go():
-            state[0], state[1], losses = chunk(state[0], state[1], *run.data, ids)
+            carry[0], losses = chunk(carry[0], *run.data, ids)
             losses.block_until_ready()
 
         seconds = median_seconds(go, args.reps, warmup=2) / run.cfg.chunk
@@ -241,10 +220,13 @@ def torch_batched(model, rows, n, idx, reps):
 # 5. microjax against micrograd ---------------------------------------------------------------------
 def micrograd(args):
     if not have("micrograd"):
-        return [row("micrograd demo (skipped: micrograd not installed)", "micrograd_time_ratio", float("nan"), "ms")]
+        return [skipped("micrograd demo (2-16-16-1 MLP, 100 points), forward + backward", "micrograd_time_ratio",
+                        "ms/pass", "micrograd")]
     from micrograd.nn import MLP
 
-    from .micrograd_demo import micrograd_pass, microjax_pass, moons, params_from_micrograd
+    from train.lib.lesson import moons
+
+    from .micrograd_demo import micrograd_pass, microjax_pass, params_from_micrograd
 
     random.seed(0)
     model = MLP(2, [16, 16, 1])
@@ -254,17 +236,18 @@ def micrograd(args):
     ours = median_seconds(lambda: microjax_pass(params, xs, ys), args.reps)
     theirs = median_seconds(lambda: micrograd_pass(model, xs, ys), max(3, args.reps // 2))
     return [row("micrograd demo (2-16-16-1 MLP, 100 points), forward + backward", "micrograd_time_ratio",
-                ours * 1e3, "ms/pass", "micrograd 0.1.0", theirs * 1e3, ratio_value=ours / theirs)]
+                ours * 1e3, "ms/pass", "micrograd 0.1.0", theirs * 1e3)]
 
 
 # 6. sampling --------------------------------------------------------------------------------------
 def sampling(args):
-    from train import devices, trainer
-    from train.sampling import sample_jax, sample_python
+    from train.lib import devices, run as runs
+    from train.lib.config import TrainConfig
+    from train.lib.sampling import sample_jax, sample_python
 
     jax.config.update("jax_enable_x64", False)
-    run = trainer.prepare(trainer.TrainConfig(rng="jax", steps=1), docs())
-    params = devices.to_host(run.params)
+    run, state = runs.prepare(TrainConfig(rng="jax", steps=1), docs())
+    params = devices.to_host(state.params)
     key = jax.random.PRNGKey(0)
     n = 10_000
     ours = median_seconds(lambda: sample_jax(params, run.model, run.tokenizer, key, n, 0.5), args.reps)
@@ -276,7 +259,7 @@ def sampling(args):
 
 
 def engine(args):
-    """The scalar engine alone (bench/engine_cases.py, which imports this module's helpers)."""
+    """The scalar engine alone (bench/engine_cases.py)."""
     from .engine_cases import run
 
     return run(args)

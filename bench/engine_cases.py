@@ -10,7 +10,7 @@ import random
 
 import microjax as mj
 
-from .cases import median_seconds, row
+from .timing import median_seconds, row
 
 N_OPS = 3000  # about 5,000 nodes, with the positive-argument guards
 

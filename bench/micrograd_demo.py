@@ -5,25 +5,9 @@ micrograd (the package) builds a node per multiply and add and accumulates `.gra
 microjax builds a node per neuron (`dot`) and returns fresh gradients from `value_and_grad`.
 """
 
-import math
-import random
-
 import microjax as mj
 
 ALPHA = 1e-4
-
-
-def moons(n=100, noise=0.1, seed=1):
-    """Two interleaving half circles, labels -1 and 1 (what sklearn's make_moons draws)."""
-    rng = random.Random(seed)
-    xs, ys = [], []
-    for i in range(n):
-        t = math.pi * (i % (n // 2)) / (n // 2 - 1)
-        upper = i < n // 2
-        x, y = (math.cos(t), math.sin(t)) if upper else (1 - math.cos(t), 0.5 - math.sin(t))
-        xs.append([x + rng.gauss(0, noise), y + rng.gauss(0, noise)])
-        ys.append(1.0 if upper else -1.0)
-    return xs, ys
 
 
 def micrograd_pass(model, xs, ys):

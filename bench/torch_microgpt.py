@@ -14,7 +14,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from train.data import Tokenizer, encode_docs, load_docs, resolve_data_path
+from train.lib.data import Tokenizer, encode_docs, load_docs, resolve_data_path
 
 
 def init_params(rng, vocab, n_embd, n_layer, block_size, dtype):

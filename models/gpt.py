@@ -3,6 +3,11 @@
 GPT-2 with three simplifications, as in microgpt: rmsnorm without weights instead of layernorm, no
 biases, ReLU instead of GeLU. Parameters are a flat dict named and shaped like microgpt's
 `state_dict`, and a linear layer computes `W @ x`. The scalar twin is `models/gpt_scalar.py`.
+
+The file reads top to bottom as the model. Training uses two hand-written backward passes that compute
+the same numbers faster: they sit together in the last section, "Speed", `fast=True` selects them, and
+tests/test_models.py holds them equal to the plain path. The plain path is the default, so `jax.grad`,
+`jax.jvp`, `jax.jacfwd` and `jax.hessian` of `loss` all work (custom backward passes have no forward mode).
 """
 
 import math
@@ -83,10 +88,10 @@ def _block(params, i, x, attend):
     return x + linear(jax.nn.relu(linear(h, params[p + "mlp_fc1"])), params[p + "mlp_fc2"])
 
 
-def _attention(q, k, v, mask, config):
+def _attention(q, k, v, mask, config, fast=False):
     """Multi-head attention of queries (..., T, C) over keys/values (..., S, C) where mask (..., T, S) allows."""
     q, k, v = (_heads(t, config) for t in (q, k, v))
-    out, weights = _mix(q, k, v, mask, math.sqrt(config.head_dim))
+    out, weights = (_mix_fast if fast else _mix)(q, k, v, mask, math.sqrt(config.head_dim))
     return out.reshape(*out.shape[:-2], config.n_embd), weights  # (..., T, H, D) -> (..., T, C)
 
 
@@ -94,80 +99,40 @@ def _weights(q, k, mask, sqrt_d):
     """Each head's softmax attention weights (..., H, T, S) for queries (..., T, H, D) and keys (..., S, H, D)."""
     scores = jnp.einsum("...thd,...shd->...hts", q, k) / sqrt_d
     # one mask for every head, added as 0 or -inf: XLA fuses the sum into the softmax more cheaply than
-    # a select (batched steps 0.91-0.93x the time), and s + 0 is s exactly
+    # a select (bench/README.md), and s + 0 is s exactly
     bias = jnp.where(mask, 0.0, -jnp.inf).astype(scores.dtype)
     return jax.nn.softmax(scores + bias[..., None, :, :], axis=-1)
 
 
-def _mix_plain(q, k, v, mask, sqrt_d):
+def _mix(q, k, v, mask, sqrt_d):
+    """Every head's weighted sum of values (..., T, H, D), and the weights."""
     w = _weights(q, k, mask, sqrt_d)  # (..., H, T, S): each query's weights over the keys
     return jnp.einsum("...hts,...shd->...thd", w, v), w
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _mix(q, k, v, mask, sqrt_d):
-    """Every head's weighted sum of values (..., T, H, D), and the weights. The backward is derived by
-    hand and keeps only the weights (batch 16 of the default model: 0.84x the time of autodiff of
-    `_mix_plain`, which it equals to 1e-12 in float64, tests/test_speed.py)."""
-    return _mix_plain(q, k, v, mask, sqrt_d)
-
-
-def _mix_fwd(q, k, v, mask, sqrt_d):
-    out, w = _mix_plain(q, k, v, mask, sqrt_d)
-    return (out, w), (q, k, v, w)
-
-
-def _mix_bwd(sqrt_d, residuals, cotangents):
-    q, k, v, w = residuals
-    g, g_w = cotangents  # g_w: the weights' own cotangent, zero unless something differentiates them
-    dv = jnp.einsum("...hts,...thd->...shd", w, g)
-    dw = jnp.einsum("...thd,...shd->...hts", g, v) + g_w
-    dscores = w * (dw - jnp.sum(w * dw, axis=-1, keepdims=True)) / sqrt_d  # softmax's backward, then the scale
-    dq = jnp.einsum("...hts,...shd->...thd", dscores, k)
-    dk = jnp.einsum("...hts,...thd->...shd", dscores, q)
-    return dq, dk, dv, None
-
-
-_mix.defvjp(_mix_fwd, _mix_bwd)
-
-
-@jax.custom_vjp
 def embed(table, tokens):
-    """table[tokens], whose gradient is a one-hot matrix product rather than JAX's scatter-add: with a
-    tiny vocabulary every row collides, and the scatter took 11 of 12 ms a step in bfloat16 on an H100."""
     return table[tokens]
 
 
-def _embed_fwd(table, tokens):
-    return table[tokens], (tokens, table.shape[0])
-
-
-def _embed_bwd(residuals, g):
-    tokens, vocab = residuals
-    one_hot = jax.nn.one_hot(tokens.reshape(-1), vocab, dtype=g.dtype)
-    return one_hot.T @ g.reshape(-1, g.shape[-1]), None
-
-
-embed.defvjp(_embed_fwd, _embed_bwd)
-
-
-def apply(params, tokens, config, positions=None, segments=None, return_attention=False):
+def apply(params, tokens, config, positions=None, segments=None, return_attention=False, fast=False):
     """Logits (..., T, vocab) for tokens (T,) or (B, T), every position attending to itself and before.
 
     Packed rows, several documents side by side in one row, give each token its position within its
     document and a segment id; a token then attends only within its own segment. With
     `return_attention`, also the softmax weights the logits were computed with, (..., n_layer, H, T, T).
+    `fast`: the same numbers, with the hand-written backward passes of the last section (no forward mode).
     """
+    lookup = _embed_fast if fast else embed
     T = tokens.shape[-1]
     mask = jnp.tril(jnp.ones((T, T), bool))
     if segments is not None:
         mask = mask & (segments[..., :, None] == segments[..., None, :])
-    pos_emb = params["wpe"][:T] if positions is None else embed(params["wpe"], positions)
-    x = rmsnorm(embed(params["wte"], tokens) + pos_emb)
+    pos_emb = params["wpe"][:T] if positions is None else lookup(params["wpe"], positions)
+    x = rmsnorm(lookup(params["wte"], tokens) + pos_emb)
     attention = []
 
     def attend(q, k, v):
-        out, weights = _attention(q, k, v, mask, config)
+        out, weights = _attention(q, k, v, mask, config, fast)
         attention.append(weights)
         return out
 
@@ -177,18 +142,18 @@ def apply(params, tokens, config, positions=None, segments=None, return_attentio
     return (logits, jnp.stack(attention, axis=-4)) if return_attention else logits
 
 
-def token_nll(params, tokens, targets, config, positions=None, segments=None):
+def token_nll(params, tokens, targets, config, positions=None, segments=None, fast=False):
     """-log p(target) at every position, in at least float32 (bfloat16 models get a float32 loss)."""
-    logits = apply(params, tokens, config, positions, segments)
+    logits = apply(params, tokens, config, positions, segments, fast=fast)
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     logp = jax.nn.log_softmax(logits, axis=-1)
     return -jnp.sum(logp * jax.nn.one_hot(targets, config.vocab_size, dtype=logp.dtype), axis=-1)
 
 
-def loss(params, tokens, targets, mask, config):
+def loss(params, tokens, targets, mask, config, fast=False):
     """microgpt's loss: per document the mean of -log p(target) over its real positions (mask 1),
     then the mean over documents. tokens, targets and mask are (T,) or (B, T)."""
-    nll = token_nll(params, tokens, targets, config)
+    nll = token_nll(params, tokens, targets, config, fast=fast)
     mask = mask.astype(nll.dtype)
     per_doc = jnp.sum(nll * mask, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1)
     return jnp.mean(per_doc)
@@ -216,3 +181,55 @@ def decode_step(params, cache, token, pos, config):
 
         x = _block(params, i, x, attend)
     return linear(x[0], params["lm_head"]), cache
+
+
+# -- Speed -------------------------------------------------------------------------------------------
+# What training runs (`fast=True`): the same functions as `_mix` and `embed` above, with backward passes
+# written by hand because they are quicker than autodiff's (measured in bench/README.md). Each equals
+# autodiff of its plain twin in float64 (tests/test_models.py). Being `custom_vjp`, they have no forward
+# mode, which is why the plain path is the default.
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _mix_fast(q, k, v, mask, sqrt_d):
+    """`_mix`, whose backward keeps only the softmax weights and writes softmax's backward as one expression."""
+    return _mix(q, k, v, mask, sqrt_d)
+
+
+def _mix_fwd(q, k, v, mask, sqrt_d):
+    out, w = _mix(q, k, v, mask, sqrt_d)
+    return (out, w), (q, k, v, w)
+
+
+def _mix_bwd(sqrt_d, residuals, cotangents):
+    q, k, v, w = residuals
+    g, g_w = cotangents  # g_w: the weights' own cotangent, zero unless something differentiates them
+    dv = jnp.einsum("...hts,...thd->...shd", w, g)
+    dw = jnp.einsum("...thd,...shd->...hts", g, v) + g_w
+    dscores = w * (dw - jnp.sum(w * dw, axis=-1, keepdims=True)) / sqrt_d  # softmax's backward, then the scale
+    dq = jnp.einsum("...hts,...shd->...thd", dscores, k)
+    dk = jnp.einsum("...hts,...thd->...shd", dscores, q)
+    return dq, dk, dv, None
+
+
+_mix_fast.defvjp(_mix_fwd, _mix_bwd)
+
+
+@jax.custom_vjp
+def _embed_fast(table, tokens):
+    """`embed`, whose gradient is a one-hot matrix product rather than JAX's scatter-add: with a tiny
+    vocabulary every row of the scatter collides, which on a GPU cost most of a bfloat16 step."""
+    return table[tokens]
+
+
+def _embed_fwd(table, tokens):
+    return table[tokens], (tokens, table.shape[0])
+
+
+def _embed_bwd(residuals, g):
+    tokens, vocab = residuals
+    one_hot = jax.nn.one_hot(tokens.reshape(-1), vocab, dtype=g.dtype)
+    return one_hot.T @ g.reshape(-1, g.shape[-1]), None
+
+
+_embed_fast.defvjp(_embed_fwd, _embed_bwd)

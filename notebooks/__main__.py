@@ -4,11 +4,9 @@ same way, without writing."""
 
 import time
 
-import nbformat
-
 from train.cli import ArgumentParser, UserError, run as run_cli
 
-from .run import NOTEBOOKS, execute
+from . import NOTEBOOKS
 
 
 def build_parser():
@@ -23,6 +21,13 @@ def main(argv=None):
     if not chosen:
         raise UserError(f"no notebook matches {' '.join(args.names)}; there are "
                         + ", ".join(path.name for path in NOTEBOOKS))
+    try:
+        import nbformat
+
+        from .run import execute
+    except ImportError as e:
+        raise UserError(f"running the notebooks needs Jupyter's packages ({e.name} is missing): "
+                        "pip install -e '.[notebooks]'") from None
     for path in chosen:
         start = time.perf_counter()
         nb = execute(path)

@@ -1,20 +1,19 @@
-"""Shared test set-up: float64 for the cross-checks, the names data, tiny data files, tree_allclose."""
-
-from pathlib import Path
+"""Shared fixtures: float64 for the cross-checks, the names data, a tiny data file. Helpers and golden
+values are in tests/helpers.py (ROOT is here too, for the modules that import it from conftest)."""
 
 import jax
 import numpy as np
 import pytest
 
-jax.config.update("jax_enable_x64", True)
+from .helpers import ROOT  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[1]
+jax.config.update("jax_enable_x64", True)
 
 
 @pytest.fixture
 def names():
     """The names.txt that ships inside the package: every clone has it, so no test skips for want of data."""
-    from train.data import embedded_names
+    from train.lib.data import embedded_names
 
     return embedded_names()
 
@@ -28,12 +27,3 @@ def tiny_data(tmp_path):
     path = tmp_path / "tiny.txt"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def tree_allclose(a, b, rtol, atol=0.0):
-    """Same structure, and every leaf equal within rtol/atol (relative to the larger leaf)."""
-    la, ta = jax.tree.flatten(a)
-    lb, tb = jax.tree.flatten(b)
-    assert ta == tb, f"structures differ: {ta} vs {tb}"
-    for x, y in zip(la, lb):
-        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), rtol=rtol, atol=atol)

@@ -16,15 +16,17 @@ import time
 
 import pytest
 
-from train import checkpoint, gpt as gpt_cli, loop, trainer
-from train.cli import UserError
+from train import gpt as gpt_cli
+from train.lib import checkpoint, run as runs
+from train.lib.errors import UserError
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 # Every command-line entry point: each builds its parser in a function of its own, `build_parser`.
 ENTRY_POINTS = sorted(f"{path.parent.name}.{path.stem}"
                       for folder in ("train", "bench", "notebooks") for path in (ROOT / folder).glob("*.py")
                       if "def build_parser" in path.read_text())
+COMMANDS = ["attention", "check", "gpt", "mlp", "sample"]  # train/*.py: the commands, beside cli.py
 SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8", "--num-samples", "0"]
 
 
@@ -101,7 +103,7 @@ def no_work(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("work started before the outputs were checked")
 
-    monkeypatch.setattr(trainer, "prepare", refuse)
+    monkeypatch.setattr(runs, "prepare", refuse)
 
 
 @pytest.mark.parametrize("flag", ["--out", "--metrics-file", "--plot"])
@@ -235,22 +237,36 @@ def test_resume_restores_the_history(tiny_data, tmp_path):
             "--out", str(tmp_path)]
     gpt_cli.main([*base, "--until-step", "10"])
     tensors, meta = checkpoint.read_checkpoint(tmp_path)
-    cfg = loop.resumed_config(meta, {})
-    from train.data import load_docs
+    cfg = checkpoint.resumed_config(meta, {})
+    from train.lib.data import load_docs
 
-    run = trainer.prepare(cfg, load_docs(tiny_data), source=tiny_data)
-    loop.restore_run(run, tensors, meta)
-    assert [(r["step"], sorted(r)) for r in run.history][:3] == [(0, ["step", "val_loss"]), (1, ["loss", "step"]),
-                                                                   (2, ["loss", "step"])]
-    assert run.history[-1] == {"step": 10, "val_loss": run.history[-1]["val_loss"]} and len(run.history) == 13
+    run, state = runs.prepare(cfg, load_docs(tiny_data), source=tiny_data)
+    state, history = checkpoint.restore_run(run, state, tensors, meta)
+    assert [(r["step"], sorted(r)) for r in history][:3] == [(0, ["step", "val_loss"]), (1, ["loss", "step"]),
+                                                               (2, ["loss", "step"])]
+    assert history[-1] == {"step": 10, "val_loss": history[-1]["val_loss"]} and len(history) == 13
 
 
 def test_progress_in_a_log_file_is_plain_lines(tiny_data):
     result = subprocess.run([sys.executable, "-m", "train.gpt", "--data", str(tiny_data), "--steps", "40",
-                             "--chunk", "10", *SMALL], cwd=ROOT, capture_output=True, text=True)
+                             "--chunk", "10", "--val-fraction", "0.25", "--eval-every", "20", *SMALL], cwd=ROOT,
+                            capture_output=True, text=True)
     assert result.returncode == 0 and "\r" not in result.stdout
     steps = [line for line in result.stdout.splitlines() if line.startswith("step")]
-    assert steps[0].startswith("step   10 /   40 | loss") and steps[-1].startswith("step   40 /   40 | loss")
+    # the first dispatch compiled: its time is shown as that, not as a rate (it would read a few tok/s);
+    # the held-out loss shown at step 10 is step 0's, and says so
+    assert re.fullmatch(r"step   10 /   40 \| loss [\d.]+ \| val [\d.]+ \(step 0\) \| epoch 0.21 \| "
+                        r"compiled and ran in [\d.]+ s", steps[0]), steps[0]
+    assert re.fullmatch(r"step   40 /   40 \| loss [\d.]+ \| val [\d.]+ \| epoch 0.83 \| [\d,]+ tok/s", steps[-1])
+
+
+def test_status_lines_say_when_the_held_out_loss_is_old_and_when_a_dispatch_compiled():
+    from train.lib.progress import status_line
+
+    assert status_line(100, 1000, 2.5, val=2.7, val_step=0) == "step  100 / 1000 | loss 2.5000 | val 2.7000 (step 0)"
+    assert status_line(200, 1000, 2.5, val=2.6, val_step=200) == "step  200 / 1000 | loss 2.5000 | val 2.6000"
+    assert status_line(100, 1000, 2.5, compile_seconds=1.234).endswith("| compiled and ran in 1.23 s")
+    assert status_line(100, 1000, 2.5, tokens_per_second=150e3, compile_seconds=None).endswith("| 150,000 tok/s")
 
 
 @pytest.mark.slow

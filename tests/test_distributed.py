@@ -10,10 +10,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from train import checkpoint
+from train.lib import checkpoint
 
-from .conftest import ROOT
+from .helpers import GOLDEN_LOSSES, ROOT
 
 BATCHED = ["--rng", "jax", "--batch-size", "64", "--chunk", "25", "--num-samples", "0"]
 
@@ -38,26 +39,36 @@ def test_eight_devices_match_one_and_split_the_batch(names, tmp_path):
     out8 = finish(train("--data", names, *BATCHED, "--steps", 50, "--metrics-file", tmp_path / "8.jsonl"))
     out1 = finish(train("--data", names, *BATCHED, "--steps", 50, "--metrics-file", tmp_path / "1.jsonl",
                         "--devices", 1))
-    assert "devices: 8 (cpu)" in out8 and "devices: 1 (cpu)" in out1
+    assert "devices: 8 (cpu)" in out8 and "devices: 1 of 8 (cpu)" in out1
     bad = train("--data", names, "--rng", "jax", "--batch-size", 12)
-    assert bad.communicate(timeout=120)[1].strip() == ("error: batch size 12 does not divide over 8 devices; "
-                                                        "use a multiple of 8 or --devices")
+    assert bad.communicate(timeout=120)[1].strip() == ("error: batch size 12 does not divide over 8 devices "
+                                                        "(JAX_NUM_CPU_DEVICES=8 is set); use a multiple of 8 "
+                                                        "or --devices 6")
     l8, l1 = losses(tmp_path / "8.jsonl"), losses(tmp_path / "1.jsonl")
     assert len(l8) == 50
     np.testing.assert_allclose(l8, l1, rtol=1e-5)
     # the compiled step itself: on 8 devices each one gets 1/8 of the packed rows and runs only those
     code = ("import numpy as np\n"
-            "from train import trainer\nfrom train.data import load_docs\n"
-            f"run = trainer.prepare(trainer.TrainConfig(rng='jax', batch_size=64), load_docs({str(names)!r})[:512])\n"
-            "ids = trainer.step_ids(run, trainer.batch_indices(run, 0, 4))\n"
+            "from train.lib import run as runs, step\nfrom train.lib.config import TrainConfig\n"
+            "from train.lib.data import load_docs\n"
+            f"run, state = runs.prepare(TrainConfig(rng='jax', batch_size=64), load_docs({str(names)!r})[:512])\n"
+            "ids = runs.step_ids(run, runs.batch_indices(run, state.key, 0, 4))\n"
             "print(ids.shape, [s.data.shape for s in ids.addressable_shards])\n"
-            "step = trainer.make_train_chunk(run)\n"
-            "print(step.lower(run.params, run.opt_state, *run.data, ids).compile().as_text())\n")
+            "chunk = step.make_train_chunk(run)\n"
+            "print(chunk.lower(state, *run.data, ids).compile().as_text())\n")
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": "8"}
     hlo = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     shapes = hlo.stdout.splitlines()[0]
     assert shapes == f"(4, 40, 2) {[(4, 5, 2)] * 8}"  # 64 names in 40 rows (34, rounded up to 8 devices)
     assert "f32[5,16,27]" in hlo.stdout and "f32[40,16,27]" not in hlo.stdout  # per-device logits
+
+
+def test_the_main_job_runs_with_eight_devices_left_set(names, tmp_path):
+    """JAX_NUM_CPU_DEVICES=8 left in the shell from the block above: microgpt's one document a step
+    cannot be split, so the job takes one device and says so, with microgpt's losses."""
+    out = finish(train("--data", names, "--until-step", 100, "--num-samples", 0, "--metrics-file", tmp_path / "m.jsonl"))
+    assert out.startswith("devices: 1 of 8 (cpu)\n")
+    assert losses(tmp_path / "m.jsonl")[99] == pytest.approx(GOLDEN_LOSSES[100], abs=1e-7)
 
 
 def test_checkpoints_move_between_eight_devices_and_one(names, tmp_path):

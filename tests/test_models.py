@@ -2,7 +2,9 @@
 
 import random
 
+import chex
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import microjax as mj
 from models import gpt, gpt_scalar
 from models import mlp as jmlp
 
-from .conftest import tree_allclose
+from .helpers import tree_allclose
 
 CONFIGS = [  # (vocab, n_embd, n_head, n_layer, block_size)
     gpt.GPTConfig(7, 8, 1, 1, 6),
@@ -119,16 +121,15 @@ def test_causality_later_positions_get_exactly_zero_gradient():
 def test_jit_agrees_and_does_not_retrace():
     config = CONFIGS[0]
     params, tokens, targets = random_case(config, 0, config.block_size)
-    traces = []
 
+    @chex.assert_max_traces(n=1)  # a second trace raises
     def loss(params, tokens, targets):
-        traces.append(1)
         return gpt.loss(params, tokens, targets, jnp.ones(tokens.shape), config)
 
     jitted = jax.jit(jax.value_and_grad(loss))
     v1, g1 = jitted(params, tokens, targets)
-    v2, g2 = jitted(jax.tree.map(lambda p: p * 1.5, params), targets, tokens)
-    assert len(traces) == 1
+    v2, g2 = jitted(jax.tree.map(lambda p: p * 1.5, params), targets, tokens)  # new values, same shapes
+    chex.clear_trace_counter()
     v, g = jax.value_and_grad(loss)(params, tokens, targets)
     assert float(v1) == pytest.approx(float(v), rel=1e-12) and float(v2) != float(v1)
     tree_allclose(g1, g, rtol=1e-10, atol=1e-14)
@@ -168,3 +169,73 @@ def test_packed_rows_equal_each_document_alone():
                        segments=jnp.array([0, 0, 0, 0, 1, 1]))
     np.testing.assert_allclose(logits[:4], apply(params, jnp.asarray(a), config), rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(logits[4:], apply(params, jnp.asarray(b), config), rtol=1e-12, atol=1e-13)
+
+
+# -- the plain model composes with every transform; the fast path equals it -----------------------------
+TINY = gpt.GPTConfig(5, 4, 2, 1, 4)  # 248 parameters: a Hessian of 248 x 248
+
+
+def tiny_loss_case(seed=0):
+    params = gpt.init(jax.random.PRNGKey(seed), TINY, jnp.float64)
+    rng = np.random.default_rng(seed)
+    tokens = jnp.asarray(rng.integers(0, TINY.vocab_size, (2, TINY.block_size)))
+    targets = jnp.asarray(rng.integers(0, TINY.vocab_size, (2, TINY.block_size)))
+    mask = jnp.asarray(np.arange(TINY.block_size)[None, :] < np.array([[4], [2]]))
+    direction = jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape)), params)
+    return params, jax.jit(lambda p: gpt.loss(p, tokens, targets, mask, TINY)), direction
+
+
+def dot(a, b):
+    return sum(float(jnp.vdot(x, y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_jvp_of_the_loss_is_the_gradient_along_the_direction():
+    params, loss, v = tiny_loss_case()
+    value, tangent = jax.jit(lambda p, v: jax.jvp(loss, (p,), (v,)))(params, v)
+    assert float(value) == pytest.approx(float(loss(params)), rel=1e-14)
+    assert float(tangent) == pytest.approx(dot(jax.jit(jax.grad(loss))(params), v), rel=1e-12)
+    h = 1e-6  # and against a central difference: O(h^2) truncation, O(1e-16 / h) rounding
+    shifted = [float(loss(jax.tree.map(lambda p, d: p + s * h * d, params, v))) for s in (1, -1)]
+    assert float(tangent) == pytest.approx((shifted[0] - shifted[1]) / (2 * h), rel=1e-7)
+
+
+def test_jacfwd_of_the_loss_equals_jax_grad():
+    params, loss, _ = tiny_loss_case(1)
+    tree_allclose(jax.jit(jax.jacfwd(loss))(params), jax.jit(jax.grad(loss))(params), rtol=1e-12, atol=1e-15)
+
+
+def test_hessian_of_the_loss_is_symmetric_and_its_products_match_forward_over_reverse():
+    params, loss, v = tiny_loss_case(2)
+    hessian = jax.jit(jax.hessian(loss))(params)  # {name: {name: (shape + shape)}}
+    flat_params, unravel = jax.flatten_util.ravel_pytree(params)
+    n = flat_params.size
+    H = np.concatenate([np.concatenate([np.asarray(hessian[a][b]).reshape(params[a].size, params[b].size)
+                                        for b in sorted(params)], axis=1) for a in sorted(params)])
+    assert H.shape == (n, n) == (248, 248)
+    np.testing.assert_allclose(H, H.T, rtol=0, atol=1e-12)
+    hvp = jax.jit(lambda p, v: jax.jvp(jax.grad(loss), (p,), (v,))[1])(params, v)
+    np.testing.assert_allclose(H @ jax.flatten_util.ravel_pytree(v)[0], jax.flatten_util.ravel_pytree(hvp)[0],
+                               rtol=1e-10, atol=1e-12)
+    assert np.max(np.abs(H)) > 0.1  # a real curvature, not zeros on both sides
+
+
+def test_fast_path_equals_the_plain_model_in_value_and_gradient_on_packed_rows():
+    """fast=True swaps in the hand-written backward passes (models/gpt.py, "Speed"): the same loss and
+    gradient as autodiff of the plain model, in float64 to 1e-12, on rows packed with two documents."""
+    config = CONFIGS[1]
+    params = gpt.init(jax.random.PRNGKey(5), config, jnp.float64)
+    rng = np.random.default_rng(5)
+    tokens, targets = (jnp.asarray(rng.integers(0, config.vocab_size, (3, 6))) for _ in range(2))
+    positions = jnp.asarray([[0, 1, 2, 0, 1, 2], [0, 1, 2, 3, 4, 5], [0, 1, 0, 1, 2, 0]])
+    segments = jnp.asarray([[0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 0, 0], [0, 0, 1, 1, 1, 2]])
+    weights = jnp.asarray(rng.uniform(0.1, 1.0, (3, 6)))
+
+    def loss(p, fast):
+        return jnp.sum(weights * gpt.token_nll(p, tokens, targets, config, positions, segments, fast=fast))
+
+    (plain, g_plain), (fast, g_fast) = (jax.jit(jax.value_and_grad(loss), static_argnums=1)(params, f)
+                                        for f in (False, True))
+    assert float(fast) == pytest.approx(float(plain), rel=1e-13)
+    tree_allclose(g_fast, g_plain, rtol=1e-12, atol=1e-14)
+    with pytest.raises(TypeError, match="custom_vjp"):  # why the plain path is the default
+        jax.jvp(lambda p: loss(p, True), (params,), (params,))

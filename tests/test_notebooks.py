@@ -6,7 +6,7 @@ import pytest
 
 from notebooks.__main__ import main as refresh
 from notebooks.run import NOTEBOOKS, ROOT, execute
-from train.cli import UserError
+from train.lib.errors import UserError
 
 
 def code_cells(nb):
@@ -23,7 +23,8 @@ def test_committed_notebooks_say_how_to_run_and_keep_one_runs_outputs():
         nb = nbformat.read(path, as_version=4)
         intro = nb.cells[0]
         assert intro.cell_type == "markdown" and intro.source.startswith("# ")
-        assert "pip install -e '.[test]'" in intro.source and "Colab" in intro.source, path.name
+        assert ("pip install -e '.[notebooks]'" in intro.source or "pip install -e '.[test]'" in intro.source) \
+            and "Colab" in intro.source, path.name
         cells = code_cells(nb)
         # kept outputs come from one top-to-bottom run (python -m notebooks), not from cells run by hand
         assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1)), path.name

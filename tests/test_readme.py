@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
-from .test_train import GOLDEN_SAMPLES
+from .helpers import GOLDEN_SAMPLES, ROOT
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = [(lang, text) for lang, text in re.findall(r"^```(bash|python)\n(.*?)^```", README, re.S | re.M)]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from models import gpt
-from train import sampling
-from train.data import Tokenizer
+from train.lib import sampling
+from train.lib.data import Tokenizer
 
 
 @pytest.mark.parametrize("seed, temperature, n_layer", [(0, 0.5, 1), (1, 1.0, 2), (2, 3.0, 1), (3, 0.05, 1)])

@@ -1,5 +1,6 @@
 """The trainer: microgpt reproduced, the scalar twin matched, resume, checkpoints, sampling, bad input."""
 
+import codecs
 import json
 import os
 import re
@@ -7,32 +8,26 @@ import signal
 import subprocess
 import sys
 import time
+import unicodedata
 
+from functools import partial
+
+import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from models import gpt
-from train import batches, checkpoint, devices, gpt as gpt_cli, loop, sample as sample_cli, trainer
-from train.cli import UserError
-from train.data import Tokenizer, encode_docs, load_docs, resolve_data_path
-from train.sampling import probe, sample_jax
-from train.scalar import train_microgpt
+from train import gpt as gpt_cli, sample as sample_cli
+from train.lib import batches, checkpoint, devices, loop, run as runs, step
+from train.lib.config import TrainConfig
+from train.lib.data import Tokenizer, encode_docs, fingerprint, load_docs, resolve_data_path
+from train.lib.errors import UserError
+from train.lib.sampling import probe, sample_jax
+from train.lib.scalar import train_microgpt
 
-from .conftest import ROOT
-
-# microgpt.py's published losses (../shared/reference/microgpt.md) and its 20 samples
-GOLDEN_LOSSES = {1: 3.365966947585, 2: 3.424272783872, 3: 3.177802125458, 100: 3.366930921179,
-                 200: 2.309743303752, 300: 2.317845353077, 400: 2.342847375394, 500: 2.064466206727,
-                 600: 2.485056105942, 700: 2.335729604323, 800: 2.263217700069, 900: 2.778503547873,
-                 1000: 2.649694469741}
-GOLDEN_SAMPLES = ("kamon ann karai jaire vialan karia yeran anna areli kaina "
-                  "konna keylen liole alerin earan lenne kana lara alela anton").split()
-SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
-
-
-def read_metrics(path):
-    return [json.loads(line) for line in open(path)]
+from .helpers import GOLDEN_LOSSES, GOLDEN_SAMPLES, ROOT, SMALL, read_metrics, run_module, tree_allclose
 
 
 def test_default_run_reproduces_microgpt(names, tmp_path, capsys):
@@ -56,15 +51,32 @@ def test_short_run_equals_the_scalar_twin_trained_the_same_way(names):
     flags = {"n_embd": 8, "n_head": 2, "n_layer": 2, "block_size": 8}
     *_, (_, _, ref_params) = reference = list(train_microgpt(docs, 4, seed=7, **flags))
     ref_losses = [loss for _, loss, _ in reference]
-    run = trainer.prepare(trainer.TrainConfig(seed=7, steps=4, chunk=3, **flags), docs)
-    losses = []
-    loop.train(run, on_chunk=lambda run, rows, tps: losses.extend(r["loss"] for r in rows))
-    np.testing.assert_allclose(losses, ref_losses, rtol=1e-9)
+    run, state = runs.prepare(TrainConfig(seed=7, steps=4, chunk=3, **flags), docs)
+    trained = loop.train(run, state)
+    np.testing.assert_allclose([r["loss"] for r in trained.history], ref_losses, rtol=1e-9)
     # Adam divides each gradient by its own size, so a gradient near eps (1e-8) carries its rounding
     # (different summation orders) into the step: parameters agree to 1e-6 of the step size, lr.
-    params = devices.to_host(run.params)
+    params = devices.to_host(trained.state.params)
     for name, value in ref_params.items():
         np.testing.assert_allclose(params[name], value, rtol=1e-9, atol=1e-8, err_msg=name)
+
+
+def test_train_step_is_pure_jits_alone_and_is_what_the_chunk_runs(tiny_data):
+    """train_step on its own, jitted: the same inputs give the same outputs (nothing is mutated), the
+    step is counted, and one step of the scanned, flat-vector, donated chunk gives the same numbers."""
+    run, state = runs.prepare(TrainConfig(n_embd=8, n_head=2, block_size=8, steps=3), load_docs(tiny_data))
+    idx = runs.batch_indices(run, state.key, 0, 1)
+    batch = batches.one_per_row(*run.data, jnp.asarray(idx[0]), jnp.float64)
+    loss_fn = partial(batches.packed_loss, model=run.model, compute_dtype=jnp.float64)
+    one = jax.jit(partial(step.train_step, loss_fn=loss_fn, optimizer=run.optimizer))
+    tree_state = state._replace(opt_state=run.optimizer.init(state.params))  # Adam over the dict this time
+    (a, loss_a), (b, loss_b) = one(tree_state, batch), one(tree_state, batch)
+    assert float(loss_a) == float(loss_b) and int(a.step) == 1 and int(tree_state.step) == 0
+    chex.assert_trees_all_equal(a, b)
+    assert float(jnp.max(jnp.abs(a.params["wte"] - state.params["wte"]))) > 0  # it did update
+    chunk_state, losses = step.make_train_chunk(run)(state, *run.data, runs.step_ids(run, idx))
+    assert float(losses[0]) == pytest.approx(float(loss_a), rel=1e-13) and int(chunk_state.step) == 1
+    tree_allclose(chunk_state.params, a.params, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("mode", [[], ["--rng", "jax", "--batch-size", "4"]], ids=["python", "jax"])
@@ -101,9 +113,9 @@ def test_checkpoint_round_trip_damage_and_mismatch(tiny_data, tmp_path):
         gpt_cli.main(["--data", str(tiny_data), "--out", str(out), "--resume", "--steps", "2"])
     with pytest.raises(UserError, match="--until-step 3: the checkpoint is already at step 3"):
         gpt_cli.main(["--data", str(tiny_data), "--out", str(out), "--resume", "--until-step", "3"])
-    run = trainer.prepare(trainer.TrainConfig(n_embd=16, block_size=8), load_docs(tiny_data))
+    _, state = runs.prepare(TrainConfig(n_embd=16, block_size=8), load_docs(tiny_data))
     with pytest.raises(UserError, match="shape"):
-        checkpoint.restore(tensors, "params", run.params)
+        checkpoint.restore(tensors, "params", state.params)
     blob = (out / checkpoint.FILENAME).read_bytes()
     for damaged in (blob[: len(blob) // 2], blob[:-1] + bytes([blob[-1] ^ 1]), b"not a checkpoint"):
         (out / checkpoint.FILENAME).write_bytes(damaged)
@@ -140,19 +152,20 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_data, t
 
 
 def test_batched_training_lowers_the_evaluation_loss(names):
-    cfg = trainer.TrainConfig(rng="jax", batch_size=32, steps=60, val_fraction=0.05, chunk=30, lr=0.02)
-    run = trainer.prepare(cfg, load_docs(names)[:4000])
-    assert run.params["wte"].dtype == np.float32
-    before = loop.evaluate(run)
-    rows = []
-    loop.train(run, on_chunk=lambda run, r, tps: rows.extend(r))
-    assert [r["step"] for r in rows if "val_loss" in r] == [0, 60]
-    assert loop.evaluate(run) < before - 0.5
+    cfg = TrainConfig(rng="jax", batch_size=32, steps=60, val_fraction=0.05, chunk=30, lr=0.02)
+    run, state = runs.prepare(cfg, load_docs(names)[:4000])
+    assert state.params["wte"].dtype == np.float32
+    before = loop.evaluate(run, state.params)
+    chunks = []
+    trained = loop.train(run, state, on_chunk=chunks.append)
+    assert [r["step"] for r in trained.history if "val_loss" in r] == [0, 60]
+    assert [r for c in chunks for r in c.rows] == trained.history and [c.step for c in chunks] == [30, 60]
+    assert loop.evaluate(run, trained.state.params) < before - 0.5
 
 
 def test_packing_places_every_document_once_and_keeps_the_loss(names):
-    run = trainer.prepare(trainer.TrainConfig(rng="jax", batch_size=48, dtype="float64"), load_docs(names)[:500])
-    idx = trainer.batch_indices(run, 0, 3)
+    run, state = runs.prepare(TrainConfig(rng="jax", batch_size=48, dtype="float64"), load_docs(names)[:500])
+    idx = runs.batch_indices(run, state.key, 0, 3)
     pairs = batches.pack(run.lengths, idx, run.cfg.block_size, run.rows)
     assert pairs.shape == (3, batches.rows_per_step(48, 1), 2) == (3, 26, 2)
     for step, docs in zip(pairs, idx):
@@ -162,17 +175,17 @@ def test_packing_places_every_document_once_and_keeps_the_loss(names):
     rows, n = run.data
     batch = batches.unpack(rows, n, pairs[0], 48, np.float64)
     assert float(batch[-1].sum()) == pytest.approx(1.0, rel=1e-12)
-    packed = batches.packed_loss(run.params, batch, run.model, np.float64)
-    plain = batches.batch_loss(run.params, rows[idx[0]], n[idx[0]], run.model, np.float64)
+    packed = batches.packed_loss(state.params, batch, run.model, np.float64)
+    plain = batches.batch_loss(state.params, rows[idx[0]], n[idx[0]], run.model, np.float64)
     assert float(packed) == pytest.approx(float(plain), rel=1e-12)
     need = max(int((p[:, 0] >= 0).sum()) for p in pairs)
     assert batches.pack(run.lengths, idx, 16, rows=2, multiple=5).shape[1] == -(-need // 5) * 5  # grows when needed
 
 
 def test_epochs_set_the_number_of_steps(tiny_data):
-    run = trainer.prepare(trainer.TrainConfig(rng="jax", batch_size=8, epochs=2.5, block_size=8), load_docs(tiny_data))
+    run, state = runs.prepare(TrainConfig(rng="jax", batch_size=8, epochs=2.5, block_size=8), load_docs(tiny_data))
     assert run.total_steps == 20  # 64 documents / 8 = 8 steps an epoch
-    idx = trainer.batch_indices(run, 0, 16)
+    idx = runs.batch_indices(run, state.key, 0, 16)
     assert sorted(idx[:8].ravel()) == list(range(64)) and sorted(idx[8:].ravel()) == list(range(64))
     assert not np.array_equal(idx[:8], idx[8:])  # a fresh permutation each epoch
 
@@ -246,10 +259,47 @@ def test_bad_data_files(tmp_path, content, words):
         load_docs(tmp_path)
 
 
+NAMES = ["émile", "zoë", "anaïs", "josé", "ava"]  # accents, as names in other languages have them
+
+
+@pytest.mark.parametrize("encoding, line_end", [
+    ("utf-8", "\n"), ("utf-8-sig", "\n"), ("utf-8", "\r\n"), ("utf-8-sig", "\r\n"), ("utf-8", "\r"),
+    ("utf-16", "\r\n"), ("utf-16-be", "\n"), ("utf-32", "\n"), ("nfd", "\n"), ("two files joined", "\r\n"),
+])
+def test_a_text_file_from_any_editor_gives_the_same_documents(tmp_path, encoding, line_end):
+    """What Windows, macOS and Linux editors write for the same names: a byte-order mark or none,
+    UTF-16 or UTF-32 ("Unicode" in Windows' save dialog), CRLF, CR or LF, accents decomposed (macOS),
+    or two such files joined with cat: the same documents, so the same fingerprint and the same run."""
+    text = line_end.join(NAMES) + line_end
+    if encoding == "nfd":
+        raw = unicodedata.normalize("NFD", text).encode()
+    elif encoding == "two files joined":
+        raw = (line_end.join(NAMES[:2]) + line_end).encode("utf-8-sig") + (line_end.join(NAMES[2:])).encode("utf-8-sig")
+    elif encoding == "utf-16-be":
+        raw = codecs.BOM_UTF16_BE + text.encode("utf-16-be")
+    else:
+        raw = text.encode(encoding)
+    path = tmp_path / "names.txt"
+    path.write_bytes(raw)
+    assert load_docs(path) == NAMES
+    assert fingerprint(load_docs(path)) == fingerprint(NAMES)
+
+
+def test_legacy_and_binary_files_are_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "names.txt"
+    path.write_bytes("émile\nzoë\n".encode("cp1252"))
+    with pytest.raises(UserError, match=r"not UTF-8 text: .*names.txt \(byte 0 is 0xe9\); if it was saved as "
+                                        r"Windows-1252 or Latin-1, convert it: iconv -f cp1252 -t utf-8"):
+        load_docs(path)
+    path.write_bytes("ab\n".encode("utf-16-le"))  # UTF-16 without its byte-order mark
+    with pytest.raises(UserError, match="holds NUL bytes"):
+        load_docs(path)
+
+
 def test_the_names_ship_with_the_package_and_flags_and_environment_still_win(tmp_path, monkeypatch):
     import hashlib
 
-    from train.data import NAMES_SHA256, embedded_names
+    from train.lib.data import NAMES_SHA256, embedded_names
 
     shipped = embedded_names()
     assert hashlib.sha256(shipped.read_bytes()).hexdigest() == NAMES_SHA256
@@ -274,10 +324,6 @@ def test_the_names_ship_with_the_package_and_flags_and_environment_still_win(tmp
 def test_impossible_settings_are_clear_errors(tiny_data, argv, words):
     with pytest.raises(UserError, match=re.escape(words)):
         gpt_cli.main(["--data", str(tiny_data), *argv])
-
-
-def run_module(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=ROOT, **kwargs)
 
 
 def test_errors_are_one_line_without_traceback(tmp_path):

@@ -1,4 +1,4 @@
-"""python -m train.attention --checkpoint DIR --text emma --out attention.png: where each letter looks.
+"""python -m train.attention --checkpoint DIR --text emma --out runs/attention.png: where each letter looks.
 
 A heat map per layer and head of a trained model's attention weights over BOS + the text, queries
 down and keys across, as `models.gpt.apply` computes them.
@@ -19,12 +19,14 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     out = output_file(args.out, "--out", PICTURES)  # before any work
 
-    from .pictures import attention, plot_attention
-    from .sample import load_model
+    from .lib.checkpoint import load_model
+    from .lib.pictures import attention, plot_attention
 
     params, config, tokenizer = load_model(args.checkpoint)
     labels, weights = attention(params, config, tokenizer, args.text)
-    plot_attention(labels, weights, out, title=f"attention over {args.text!r} ({args.checkpoint})")
+    # the title names the model, not where it was saved: a temporary folder means nothing in a picture
+    plot_attention(labels, weights, out, title=f"attention over {args.text!r}: {config.n_layer} layer(s), "
+                                                f"{config.n_head} heads, n_embd {config.n_embd}")
     print(f"wrote {config.n_layer} layer(s) x {config.n_head} heads of attention over {args.text!r} to {out}")
 
 

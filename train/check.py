@@ -5,70 +5,21 @@ microjax on the scalar twin (models/gpt_scalar.py, microjax/nn.py), `jax.grad` o
 Hessian-vector products instead: microjax's jvp(grad) against JAX's, and against finite differences
 of jax.grad. Exit status 0 when every figure is within tolerance, 1 when one is not.
 
-The problems are built here (`gpt_problem`, `mlp_problem`); the comparison is train/gradcheck.py's
-(`gradient_check`, `hvp_check`, `print_check`), importable from here as well.
+The problems are train/lib/problems.py's (`gpt_problem`, `mlp_problem`); the comparison is
+train/lib/gradcheck.py's (`gradient_check`, `hvp_check`, `print_check`).
 """
 
-import random
 import sys
 
-import microjax as mj
-
-from .cli import SEED, ArgumentParser, UserError, number, run as run_cli
-from .gradcheck import FD_SAMPLES, FD_STEP, Problem, Tolerance, gradient_check, hvp_check, print_check
-from .mlp import SIZES, XS, YS
+from .cli import SEED, ArgumentParser, UserError, add_config_flags, number, run as run_cli
+from .lib.config import MODEL_FIELDS, TrainConfig
+from .lib.gradcheck import FD_SAMPLES, FD_STEP, Tolerance, gradient_check, hvp_check, print_check
+from .lib.problems import gpt_problem, mlp_problem
 
 MAX_FD_STEP = 1  # the weights are O(0.1-1): a step past that measures another function
-# The scalar twin's graph grows as n_embd^2 n_layer a position. With 4 layers and a 15-letter name,
-# --order 2 took 31 s and 1.2 GB at n_embd 32, 70 s and 4 GB at 64; the defaults take a second or two.
+# The scalar twin's graph grows as n_embd^2 n_layer a position: with 4 layers and a 15-letter name,
+# --order 2 took half a minute and 1.2 GB at n_embd 32 (more past it); the defaults take a second or two.
 LIMITS = {"n_layer": 4, "n_embd": 32, "n_head": 32, "block_size": 32}
-
-
-def gpt_problem(docs, seed=42, doc=None, **model):
-    """microgpt's first step: `seed` shuffles the documents and draws the weights as microgpt.py does;
-    the document is the first after shuffling (step 1), or `doc`. `model`: GPTConfig fields but vocab_size."""
-    import jax.numpy as jnp
-
-    from models import gpt, gpt_scalar
-
-    from .data import Tokenizer, encode_docs
-
-    rng = random.Random(seed)
-    docs = list(docs)
-    rng.shuffle(docs)
-    tok = Tokenizer.from_docs(docs)
-    try:
-        config = gpt.GPTConfig(tok.vocab_size, **model)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    params = gpt_scalar.init(rng, config)
-    doc = docs[0] if doc is None else doc
-    rows, n, _ = encode_docs([doc], tok, config.block_size)
-    tokens, targets = rows[0, :n[0]].tolist(), rows[0, 1 : n[0] + 1].tolist()
-    size = (f"{config.n_layer} layer{'s' * (config.n_layer > 1)}, n_embd {config.n_embd}, {config.n_head} heads, "
-            f"{gpt.num_params(config):,} parameters")
-    return Problem(f"GPT ({size}), the loss of {doc!r} over {len(tokens)} positions", params,
-                   lambda p: gpt_scalar.loss(p, tokens, targets, config),
-                   lambda p: gpt.loss(p, jnp.asarray(tokens), jnp.asarray(targets), jnp.ones(len(tokens)), config))
-
-
-def mlp_problem(seed=0):
-    """The lesson's 3-4-4-1 tanh MLP (train.mlp's initial weights for `seed`) and its four examples."""
-    from models import mlp as jmlp
-
-    layers = mj.init_mlp(len(XS[0]), SIZES, seed=seed)
-    params = {f"layer{i}.{k}": layer[k] for i, layer in enumerate(layers) for k in ("w", "b")}
-
-    def tree(p):  # {"layer0.w": ..} -> [{"w": .., "b": ..}, ..], the structure both models take
-        return [{k: p[f"layer{i}.{k}"] for k in ("w", "b")} for i in range(len(layers))]
-
-    def jax_loss(p):
-        import jax.numpy as jnp
-
-        return jmlp.squared_error(tree(p), jnp.asarray(XS), jnp.asarray(YS))
-
-    return Problem(f"MLP 3-{'-'.join(map(str, SIZES))}, squared error on the 4 examples", params,
-                   lambda p: mj.squared_error(tree(p), XS, YS), jax_loss)
 
 
 def build_parser():
@@ -87,8 +38,7 @@ def build_parser():
     p.add_argument("--data", help="GPT: text file, one document per line (default: $MICROJAX_DATA, else the "
                                   "names.txt shipped with microjax)")
     p.add_argument("--doc", help="GPT: the document whose loss is differentiated (default: microgpt's first)")
-    for name, limit in LIMITS.items():
-        p.add_argument("--" + name.replace("_", "-"), type=number(int, 1, limit), help="GPT: as train.gpt")
+    add_config_flags(p, TrainConfig, MODEL_FIELDS, highest=LIMITS, prefix="GPT: ")
     p.add_argument("--seed", type=SEED, help="weights (and the document) as microgpt draws them for the GPT (42); "
                                              "train.mlp's initial weights for the MLP (0)")
     for name, what in (("rtol", "microjax vs jax, relative"), ("atol", "microjax vs jax, absolute"),
@@ -104,22 +54,17 @@ def build_parser():
 
 
 def model_flags(args):
-    """The GPTConfig fields given on the command line."""
-    return {k: getattr(args, k) for k in LIMITS if getattr(args, k) is not None}
+    """The model's settings given on the command line."""
+    return {k: getattr(args, k) for k in MODEL_FIELDS if getattr(args, k) is not None}
 
 
 def validate(args):
     """What the flags' own types cannot see: GPT flags with the MLP, and a width the heads do not divide."""
-    gpt_flags = [f for f in (*LIMITS, "data", "doc") if getattr(args, f) is not None]
+    gpt_flags = [f for f in (*MODEL_FIELDS, "data", "doc") if getattr(args, f) is not None]
     if args.model == "mlp" and gpt_flags:
         raise UserError(f"--{gpt_flags[0].replace('_', '-')} applies to --model gpt only")
     if args.model == "gpt":
-        from models.gpt import GPTConfig
-
-        try:
-            GPTConfig(**model_flags(args))
-        except ValueError as e:
-            raise UserError(str(e)) from None
+        TrainConfig(**model_flags(args)).model(vocab_size=1)
 
 
 def main(argv=None):
@@ -127,7 +72,7 @@ def main(argv=None):
     validate(args)
     tol = Tolerance(*(getattr(args, name) for name in Tolerance._fields))
     if args.model == "gpt":
-        from .data import load_docs, resolve_data_path
+        from .lib.data import load_docs, resolve_data_path
 
         seed = 42 if args.seed is None else args.seed
         problem = gpt_problem(load_docs(resolve_data_path(args.data)), seed, args.doc, **model_flags(args))

@@ -1,28 +1,71 @@
-"""What every entry point shares: one-line errors for bad input, checked flags and output paths, a lock
-on an output folder, and JAX's compilation cache."""
+"""What every command shares: flags made from the library's config (checked numbers, choices, help with
+defaults), outputs checked before any work, a lock on an output folder, JAX's compilation cache, and
+`run`, which ends every command with a one-line message and an exit status, never a traceback:
+`error: ...` (status 2) for bad input, `stopped by SIGINT` (128 + the signal) for a signal, and quietly
+(141, as a process killed by SIGPIPE) when the reader of its output has gone, as `| head` does.
+
+The library (train/lib/) never imports this module.
+"""
 
 import argparse
+import dataclasses
 import datetime
+import errno
 import fcntl
-import math
 import os
+import signal
 import socket
 import sys
 import tempfile
 from pathlib import Path
 
+from . import exit_on_signal
+from .lib.config import SEED as SEED_RANGE, TEMPERATURE as TEMPERATURE_RANGE, Range
+from .lib.errors import UserError
 
-class UserError(Exception):
-    """A problem with what the user asked for or gave us; its message is shown as one line."""
+__all__ = ["UserError", "run", "ArgumentParser", "number", "add_config_flags", "output_file", "output_dir",
+           "FolderLock", "enable_compilation_cache", "SEED", "TEMPERATURE", "PICTURES"]
 
 
 def run(main, argv=None):
-    """Call main(argv); turn a UserError into `error: ...` on stderr and exit status 2."""
+    """Call main(argv) and exit with its status (None: 0), ending in one line, never a traceback.
+
+    A stop signal ends the command at once (`train.exit_on_signal`), except while it trains, where
+    train/lib/loop.py stops it at a saved checkpoint instead."""
+    exit_on_signal()
     try:
-        return main(argv)
+        status = main(argv)
+        sys.stdout.flush()  # here, so that a reader gone by now is a broken pipe caught below
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _stderr(f"error: {e}")
+        status = 2
+    except KeyboardInterrupt:  # raised by code that installed Python's own handler again
+        _stderr("stopped by SIGINT")
+        status = 128 + signal.SIGINT
+    except OSError as e:
+        if e.errno != errno.EPIPE:
+            _stderr(f"error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+            status = 1
+        else:
+            status = 128 + signal.SIGPIPE
+        _silence_stdout()
+    sys.exit(status)
+
+
+def _stderr(line):
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def _silence_stdout():
+    """Point stdout at /dev/null, so that Python's own flush at exit does not report the broken pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -37,29 +80,45 @@ def number(kind, low=None, high=None, *, above=None, below=None):
     """An argparse type: an int, or a finite float, within the bounds given (low/high inclusive,
     above/below exclusive). Every numeric flag goes through one, so zero, negative, huge, nan and inf
     are refused before any work, with a message that states what would do."""
-    bounds = [f"{sign} {bound:,}" for sign, bound in ((">=", low), ("<=", high), (">", above), ("<", below))
-              if bound is not None]
-    wanted = f"{'an integer' if kind is int else 'a number'} {' and '.join(bounds)}".strip()
+    return _checked(Range(kind, low, high, above, below))
 
+
+def _checked(allowed):
     def convert(text):
         try:
-            value = kind(text)
+            value = allowed.kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
-        inside = ((low is None or value >= low) and (high is None or value <= high)
-                  and (above is None or value > above) and (below is None or value < below))
-        if not (math.isfinite(value) and inside):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {allowed.describe()}, got {text!r}") from None
+        if not allowed.contains(value):
+            raise argparse.ArgumentTypeError(f"expected {allowed.describe()}, got {text!r}")
         return value
 
-    convert.kind, convert.bounds = kind, {"low": low, "high": high, "above": above, "below": below}  # for tests
+    convert.kind = allowed.kind  # for tests
+    convert.bounds = {"low": allowed.low, "high": allowed.high, "above": allowed.above, "below": allowed.below}
     return convert
 
 
-SEED = number(int, 0, 2**32 - 1)
-# Below 0.001, logits / temperature overflows to inf and the probabilities to NaN (or, in float32, the
-# temperature itself rounds to zero): what is left is argmax, which 0.001 already gives.
-TEMPERATURE = number(float, 0.001)
+def add_config_flags(parser, config_class, names=None, highest=None, prefix=""):
+    """A flag per field of a config dataclass (or the `names` given), its type, choices and help taken
+    from the field: each flag defaults to None, so that the flags given can be told from the rest (a
+    resumed run refuses some), and the help states the dataclass's default. `highest` lowers upper
+    bounds, {field: limit}; `prefix` begins each help text."""
+    for f in dataclasses.fields(config_class):
+        if names is not None and f.name not in names:
+            continue
+        rule, kind = f.metadata, None
+        allowed = rule["range"]
+        if allowed is not None:
+            if highest and f.name in highest:
+                allowed = dataclasses.replace(allowed, high=highest[f.name])
+            kind = _checked(allowed)
+        default = "" if f.default is None else f" ({f.default})"
+        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, choices=rule["choices"], default=None,
+                            help=f"{prefix}{rule['help']}{default}")
+
+
+SEED = _checked(SEED_RANGE)
+TEMPERATURE = _checked(TEMPERATURE_RANGE)
 
 
 PICTURES = (".png", ".svg", ".pdf")  # what the picture flags write, the format told by the suffix
@@ -145,7 +204,7 @@ def enable_compilation_cache():
     ~/.cache/microjax/jax unless JAX_COMPILATION_CACHE_DIR names another place."""
     import jax
 
-    from .data import cache_dir
+    from .lib.data import cache_dir
 
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))

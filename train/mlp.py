@@ -6,44 +6,10 @@ gradients" step: `value_and_grad` returns fresh gradients every call.
 """
 
 import microjax
-from microjax import init_mlp, mlp, sgd, squared_error, value_and_grad
+from microjax import init_mlp, mlp, neuron
 
 from .cli import PICTURES, SEED, ArgumentParser, UserError, number, output_file, run as run_cli
-
-XS = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
-YS = [1.0, -1.0, -1.0, 1.0]
-SIZES = (4, 4, 1)
-
-
-def train_microjax(params, steps, lr):
-    """Yield (step, loss, params) for each step of gradient descent on the scalar engine."""
-    loss_and_grad = value_and_grad(squared_error)
-    for step in range(1, steps + 1):
-        loss, grads = loss_and_grad(params, XS, YS)
-        params = sgd(params, grads, lr)
-        yield step, loss, params
-
-
-def train_jax(params, steps, lr):
-    """The same run on the JAX model (models/mlp.py), float64, one jitted step a call."""
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
-
-    from models import mlp as jmlp
-
-    xs, ys = jnp.asarray(XS, jnp.float64), jnp.asarray(YS, jnp.float64)
-
-    @jax.jit
-    def step(params):
-        loss, grads = jax.value_and_grad(jmlp.squared_error)(params, xs, ys)
-        return loss, jax.tree.map(lambda p, g: p - lr * g, params, grads)
-
-    params = jmlp.from_microjax(params, jnp.float64)
-    for i in range(1, steps + 1):
-        loss, params = step(params)
-        yield i, float(loss), params
+from .lib.lesson import SIZES, XS, YS, train_jax, train_microjax
 
 
 def build_parser():
@@ -53,15 +19,19 @@ def build_parser():
     p.add_argument("--seed", type=SEED, default=0, help="seed of the uniform [-1, 1] initial weights (0)")
     p.add_argument("--compare", action="store_true", help="train the JAX model beside it from the same weights")
     p.add_argument("--draw", metavar="PATH", help="write the graph of the first example's loss: .dot, .svg or .png")
+    p.add_argument("--neuron", action="store_true", help="with --draw: only the first neuron on the first example, "
+                                                         "a graph small enough to read at a glance")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     output_file(args.draw, "--draw", (".dot", *PICTURES))
+    if args.neuron and not args.draw:
+        raise UserError("--neuron needs --draw PATH")
     params = init_mlp(3, SIZES, seed=args.seed)
     if args.draw:
-        draw(params, args.draw)
+        draw(params, args.draw, args.neuron)
     runs = [train_microjax(params, args.steps, args.lr)]
     if args.compare:
         runs.append(train_jax(params, args.steps, args.lr))
@@ -80,8 +50,12 @@ def main(argv=None):
     print("predictions:", ", ".join(f"{mlp(params, x):+.4f}" for x in XS), "| targets:", YS)
 
 
-def draw(params, path):
-    dot = microjax.draw_dot(lambda p: (mlp(p, XS[0]) - YS[0]) ** 2, params)
+def draw(params, path, one_neuron=False):
+    if one_neuron:
+        first = {"w": params[0]["w"][0], "b": params[0]["b"][0]}
+        dot = microjax.draw_dot(lambda p: neuron(p["w"], p["b"], XS[0]), first)
+    else:
+        dot = microjax.draw_dot(lambda p: (mlp(p, XS[0]) - YS[0]) ** 2, params)
     if path.endswith(".dot"):
         with open(path, "w") as f:
             f.write(dot)
@@ -90,7 +64,7 @@ def draw(params, path):
             microjax.render(dot, path)
         except RuntimeError as e:
             raise UserError(str(e)) from None
-    print(f"wrote the graph of the first example's loss to {path}")
+    print(f"wrote the graph of {'the first neuron' if one_neuron else 'the loss'} on the first example to {path}")
 
 
 if __name__ == "__main__":

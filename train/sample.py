@@ -3,33 +3,7 @@
 Jitted KV-cache decoding: `lax.scan` over positions, `vmap` over samples, JAX keys from --seed.
 """
 
-from .cli import SEED, TEMPERATURE, ArgumentParser, UserError, enable_compilation_cache, number, run as run_cli
-
-
-def load_model(directory):
-    """(params, GPTConfig, Tokenizer) from a checkpoint, in the dtype it was trained in."""
-    import jax
-    import numpy as np
-
-    from models import gpt
-
-    from . import checkpoint
-    from .data import Tokenizer
-
-    tensors, meta = checkpoint.read_checkpoint(directory)
-    try:
-        config = gpt.GPTConfig(**meta["model"])
-        tokenizer = Tokenizer(meta["vocab"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"damaged checkpoint {directory}: bad model description ({e})") from None
-    if tokenizer.vocab_size != config.vocab_size:
-        raise UserError(f"damaged checkpoint {directory}: vocabulary of {tokenizer.vocab_size} for a model of "
-                        f"{config.vocab_size}")
-    dtype = tensors.get("params['wte']", np.zeros(0, np.float32)).dtype
-    if dtype == np.float64:
-        jax.config.update("jax_enable_x64", True)
-    template = {name: jax.ShapeDtypeStruct(shape, dtype) for name, shape in gpt.param_shapes(config).items()}
-    return checkpoint.restore(tensors, "params", template), config, tokenizer
+from .cli import SEED, TEMPERATURE, ArgumentParser, enable_compilation_cache, number, run as run_cli
 
 
 def build_parser():
@@ -46,10 +20,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     import jax
 
-    from .sampling import sample_jax
+    from .lib.checkpoint import load_model
+    from .lib.sampling import sample_jax
 
     enable_compilation_cache()
-
     params, config, tokenizer = load_model(args.checkpoint)
     names = sample_jax(params, config, tokenizer, jax.random.PRNGKey(args.seed), args.num_samples,
                        args.temperature, args.prompt)

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from .cli import UserError
+from .errors import UserError
 
 
 def init_distributed():
@@ -25,13 +25,30 @@ def init_distributed():
     return True
 
 
-def make_mesh(num_devices=None):
+def make_mesh(num_devices=None, batch_size=None):
+    """The 1-D mesh (axis "data") of the first `num_devices` devices, by default all of them; a run of
+    one document a step in one process takes one device, since a single document cannot be split.
+    `batch_size` must divide over the devices: otherwise a UserError says which count would do."""
     devices = jax.devices()
     if num_devices is not None:
         if not 1 <= num_devices <= len(devices):
             raise UserError(f"--devices {num_devices}: this run has {len(devices)} device(s)")
         devices = devices[:num_devices]
+    elif batch_size == 1 and jax.process_count() == 1:
+        devices = devices[:1]
+    if batch_size is not None and batch_size % len(devices):
+        n = len(devices)
+        fits = max(d for d in range(1, n + 1) if batch_size % d == 0)
+        where = f" (JAX_NUM_CPU_DEVICES={os.environ['JAX_NUM_CPU_DEVICES']} is set)" if os.environ.get(
+            "JAX_NUM_CPU_DEVICES") else ""
+        raise UserError(f"batch size {batch_size} does not divide over {n} devices{where}; use a multiple of {n} "
+                        f"or --devices {fits}")
     return Mesh(np.array(devices), ("data",))
+
+
+def is_main_process():
+    """Process 0 alone prints and writes files in a multi-process run."""
+    return jax.process_index() == 0
 
 
 def put(tree, sharding):
@@ -42,7 +59,7 @@ def put(tree, sharding):
 
 def to_host(tree):
     """Replicated global arrays -> numpy, reading this process's own copy."""
-    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)
+    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0) if isinstance(a, jax.Array) else a), tree)
 
 
 def batch_sharding(mesh, per_step=False):

@@ -1,5 +1,6 @@
 """Sampling names from a trained GPT with the KV-cache decoder, and the lesson's probe of one context."""
 
+import random
 from functools import lru_cache, partial
 
 import jax
@@ -8,8 +9,8 @@ import numpy as np
 
 from models import gpt
 
-from .cli import UserError
-from .lib.compiled import cached_jit
+from .compiled import cached_jit
+from .errors import UserError
 
 
 def sample_python(params, config, tokenizer, rng, num_samples, temperature):
@@ -146,3 +147,10 @@ def probe(params, config, tokenizer, context, top=5):
     probs = np.asarray(jax.nn.softmax(gpt.apply(params, ids, config)[-1].astype(jnp.float32)))
     order = np.argsort(-probs)[:top]
     return [(tokenizer.chars[i] if i != tokenizer.bos else "<BOS>", float(probs[i])) for i in order]
+
+
+def python_rng(state):
+    """A `random.Random` in the state `getstate()` gave (a Run keeps microgpt's generator this way)."""
+    rng = random.Random()
+    rng.setstate(state)
+    return rng

@@ -1,10 +1,12 @@
-"""Checkpoints as one safetensors file: arrays plus JSON metadata, nothing executable, written atomically.
+"""Checkpoints as one safetensors file: arrays plus JSON metadata, nothing executable, written atomically;
+what a run saves, how a resumed run is checked against it and restored, and a trained model loaded back.
 
 Layout: tensors `params/<name>` and `opt/<path>` (the optax state, named by its pytree path), the
 metrics so far under `history/` (so a resumed run's metrics file and loss plot equal an uninterrupted
 run's), and metadata `meta` holding step, configs, vocabulary, data fingerprint and RNG state as JSON.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -15,7 +17,12 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
-from .cli import UserError
+from models import gpt
+
+from .config import RESUME_MAY_CHANGE, TrainConfig
+from .data import Tokenizer
+from .devices import is_main_process, put, to_host
+from .errors import UserError
 
 FORMAT = "microjax-checkpoint-1"
 FILENAME = "checkpoint.safetensors"
@@ -36,24 +43,32 @@ def save_checkpoint(directory, params, opt_state, meta, history=()):
     path = directory / FILENAME
     tmp = directory / f".{FILENAME}.tmp"
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True)  # again: the folder may have been removed since the start
         with open(tmp, "wb") as f:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind, and the old one whole
         raise UserError(f"cannot write a checkpoint to {directory}: {e.strerror or e}") from None
     return path
+
+
+def exists(directory):
+    return (Path(directory) / FILENAME).exists()
 
 
 def read_checkpoint(directory):
     """(tensors by name, meta dict), or a UserError naming what is wrong with the file."""
     path = Path(directory)
     path = path / FILENAME if path.is_dir() else path
-    if not path.exists():
-        raise UserError(f"no checkpoint at {path}")
-    blob = path.read_bytes()
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"no checkpoint at {path}") from None
+    except OSError as e:
+        raise UserError(f"cannot read the checkpoint {path}: {e.strerror or e}") from None
     try:
         tensors = load(blob)
         header = _header_metadata(blob)
@@ -118,3 +133,70 @@ def restore(tensors, prefix, template):
                             f"expected {tuple(like.shape)}")
         leaves.append(value.astype(like.dtype))
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+# -- what a run saves, and resuming it -----------------------------------------------------------------
+def run_meta(run, state):
+    return {"step": int(to_host(state.step)), "total_steps": run.total_steps, "train": dataclasses.asdict(run.cfg),
+            "model": dataclasses.asdict(run.model), "vocab": run.tokenizer.chars, "data": run.data_info,
+            "python_rng": run.python_rng, "jax_key": to_host(state.key).tolist()}
+
+
+def save_run(directory, run, state, history):
+    """Save a run's state and metrics so far; in a multi-process run, process 0 writes."""
+    if is_main_process():
+        save_checkpoint(directory, to_host(state.params), to_host(state.opt_state), run_meta(run, state), history)
+
+
+def resumed_config(meta, overrides):
+    """The checkpoint's TrainConfig, with `overrides` (settings given now) that may change on resume."""
+    try:
+        saved = TrainConfig(**meta["train"])
+    except (KeyError, TypeError, UserError) as e:
+        raise UserError(f"damaged checkpoint: its training settings do not read ({e})") from None
+    for name, value in overrides.items():
+        if name not in RESUME_MAY_CHANGE and value != getattr(saved, name):
+            raise UserError(f"checkpoint does not match: it was trained with {name}={getattr(saved, name)!r}, "
+                            f"not {value!r}")
+    return dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in RESUME_MAY_CHANGE})
+
+
+def restore_run(run, state, tensors, meta):
+    """(TrainState, history) of a checkpoint, for a run prepared from its settings (`state` gives the
+    shapes, dtypes and placement), after checking that it was trained on the same documents."""
+    saved = meta.get("data")
+    if not saved:
+        raise UserError("the checkpoint records no fingerprint of its data (it was written before checkpoints "
+                        "kept one), so resuming it cannot be checked against this data; start a new run")
+    if saved.get("sha256") != run.data_info["sha256"]:
+        raise UserError(f"checkpoint was trained on other data ({_describe(saved)}), not on this run's "
+                        f"({_describe(run.data_info)}); resuming would change the document order and the split")
+    step = int(meta["step"])
+    if step > run.total_steps:
+        raise UserError(f"the checkpoint is at step {step}, past the {run.total_steps} steps asked for")
+    state = state._replace(params=put(restore(tensors, "params", state.params), run.replicated),
+                           opt_state=put(restore(tensors, "opt", state.opt_state), run.replicated),
+                           step=put(np.int32(step), run.replicated))
+    return state, history_rows(tensors)
+
+
+def _describe(data):
+    return f"{data.get('documents', '?')} documents from {data.get('path', '?')}, sha256 {data['sha256'][:12]}…"
+
+
+def load_model(directory):
+    """(params, GPTConfig, Tokenizer) from a checkpoint, in the dtype it was trained in."""
+    tensors, meta = read_checkpoint(directory)
+    try:
+        config = gpt.GPTConfig(**meta["model"])
+        tokenizer = Tokenizer(meta["vocab"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"damaged checkpoint {directory}: bad model description ({e})") from None
+    if tokenizer.vocab_size != config.vocab_size:
+        raise UserError(f"damaged checkpoint {directory}: vocabulary of {tokenizer.vocab_size} for a model of "
+                        f"{config.vocab_size}")
+    dtype = tensors.get("params['wte']", np.zeros(0, np.float32)).dtype
+    if dtype == np.float64:
+        jax.config.update("jax_enable_x64", True)
+    template = {name: jax.ShapeDtypeStruct(shape, dtype) for name, shape in gpt.param_shapes(config).items()}
+    return restore(tensors, "params", template), config, tokenizer

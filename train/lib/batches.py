@@ -81,7 +81,7 @@ def one_per_row(rows, n, idx, dtype):
 def length_buckets(block_size):
     """Row lengths a one-document step may be cut to: half the block and the whole block. Positions past
     a document's end change nothing (their loss weight is 0 and attention is causal) but cost as much as
-    real ones, and 85% of names fit in 8 of the 16 (the microgpt step: 35 µs at 16 positions, 20 at 8)."""
+    real ones, and 85% of names fit in 8 of the 16 (bench/README.md has the step times)."""
     return tuple(sorted({max(1, block_size // 2), block_size}))
 
 
@@ -90,7 +90,14 @@ def first_positions(batch, length):
     return tuple(None if x is None else x[..., :length] for x in batch)
 
 
+def real_length(batch):
+    """The most real positions (nonzero loss weight) of any row in the batch."""
+    return jnp.max(jnp.sum(batch[-1] > 0, axis=-1))
+
+
 def packed_loss(params, batch, model, compute_dtype):
+    """The weighted sum of -log p over a batch from `unpack` or `one_per_row`: microgpt's loss. Computed
+    with the model's fast backward passes (`models.gpt`, fast=True), which training differentiates."""
     tokens, targets, positions, segments, weights = batch
     params = in_compute_dtype(params, compute_dtype)
-    return jnp.sum(weights * gpt.token_nll(params, tokens, targets, model, positions, segments))
+    return jnp.sum(weights * gpt.token_nll(params, tokens, targets, model, positions, segments, fast=True))

@@ -2,8 +2,8 @@
 
 microjax on a scalar twin, JAX on the array model, and finite differences of the JAX loss:
 `gradient_check` and `hvp_check` compute the figures of a `Problem` (one loss written twice over the
-same named parameters), `print_check` prints the table, the verdict and the timings. `train/check.py`
-builds the problems (microgpt's GPT, the lesson's MLP) and is the command line.
+same named parameters), `print_check` prints the table, the verdict and the timings. The problems
+(microgpt's GPT, the lesson's MLP) are built in problems.py; `python -m train.check` is the command.
 """
 
 import sys

@@ -8,15 +8,21 @@ from tqdm import tqdm
 LOG_EVERY_SECONDS = 10.0
 
 
-def status_line(step, total, loss, val=None, epoch=None, tokens_per_second=None, seconds_left=None):
-    """`step 1000 / 1000 | loss 2.6497 | epoch 0.03 | 67,067 tok/s`, the run's one-line summary."""
+def status_line(step, total, loss, val=None, val_step=None, epoch=None, tokens_per_second=None,
+                compile_seconds=None, seconds_left=None):
+    """`step 1000 / 1000 | loss 2.6497 | epoch 0.03 | 67,067 tok/s`, the run's one-line summary.
+
+    `val` is the latest held-out loss, labelled with its step `val_step` when that is not this step; a
+    dispatch that compiled first shows its time (`compile_seconds`) instead of a rate it would spoil."""
     text = f"step {step:4d} / {total:4d} | loss {loss:.4f}"
     if val is not None:
-        text += f" | val {val:.4f}"
+        text += f" | val {val:.4f}" + (f" (step {val_step})" if val_step is not None and val_step != step else "")
     if epoch is not None:
         text += f" | epoch {epoch:.2f}"
     if tokens_per_second is not None:
         text += f" | {tokens_per_second:,.0f} tok/s"
+    elif compile_seconds is not None:
+        text += f" | compiled and ran in {compile_seconds:.2f} s"
     if seconds_left is not None:
         text += f" | {seconds_left:.0f} s left"
     return text
@@ -39,11 +45,12 @@ class Progress:
                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
         self.last = None
 
-    def update(self, step, loss, val=None, epoch=None, tokens_per_second=None):
-        self.last = dict(step=step, loss=loss, val=val, epoch=epoch, tokens_per_second=tokens_per_second)
+    def update(self, step, loss, val=None, val_step=None, epoch=None, tokens_per_second=None, compile_seconds=None):
+        self.last = dict(step=step, loss=loss, val=val, val_step=val_step, epoch=epoch,
+                         tokens_per_second=tokens_per_second, compile_seconds=compile_seconds)
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
-            postfix = status_line(step, self.total, loss, val, epoch, tokens_per_second).split(" | ", 1)[1]
+            postfix = status_line(total=self.total, **self.last).split(" | ", 1)[1]
             self.bar.set_postfix_str(postfix, refresh=True)
             return
         now = time.monotonic()
@@ -52,8 +59,7 @@ class Progress:
                 self.first = (now, step)
             seconds, steps = now - self.first[0], step - self.first[1]
             left = (self.total - step) * seconds / steps if steps else None
-            print(status_line(step, self.total, loss, val, epoch, tokens_per_second, left),
-                  file=self.stream, flush=True)
+            print(status_line(total=self.total, **self.last, seconds_left=left), file=self.stream, flush=True)
             self.printed, self.shown = now, step
 
     def close(self):

@@ -1,7 +1,15 @@
-"""Documents and the char-level tokenizer with a BOS token, as microgpt builds them."""
+"""Documents from a text file, and the char-level tokenizer with a BOS token, as microgpt builds them.
 
+A text file is read as the text it holds, whichever system wrote it: UTF-8 with or without a byte-order
+mark, UTF-16 or UTF-32 with one (what Windows editors call "Unicode"), Windows, Unix or old Mac line
+ends, and accents composed or decomposed (macOS writes "é" as e + U+0301) all give the same documents.
+"""
+
+import codecs
 import hashlib
 import os
+import random
+import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -9,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import UserError
+from .errors import UserError
 
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"  # makemore @ 988aa59
 
@@ -20,7 +28,7 @@ def cache_dir():
 
 def embedded_names():
     """The copy of makemore's names.txt that ships inside the package (see train/dataset/README.md)."""
-    return Path(str(resources.files(__package__) / "dataset" / "names.txt"))
+    return Path(str(resources.files("train") / "dataset" / "names.txt"))
 
 
 def resolve_data_path(path=None):
@@ -33,20 +41,43 @@ def fingerprint(docs):
     return hashlib.sha256("\n".join(docs).encode()).hexdigest()
 
 
-def load_docs(path):
-    """The stripped, non-empty lines of a UTF-8 text file."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"data file not found: {path}")
-    if path.is_dir():
-        raise UserError(f"data path is a directory, not a file: {path}")
+# Byte-order marks and the codec each one means; UTF-32's come first, since UTF-16 LE's is a prefix of one.
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def decode_text(raw, path):
+    """The text of a file's bytes: the codec its byte-order mark names, else UTF-8. Then one form for
+    the same text: byte-order marks inside it (files joined with cat) dropped, accents composed (NFC)."""
+    codec = next((name for bom, name in BOMS if raw.startswith(bom)), "utf-8")
+    if codec == "utf-8" and b"\0" in raw:
+        raise UserError(f"data file is not text: {path} (it holds NUL bytes: a binary file, or UTF-16 "
+                        "without a byte-order mark)")
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = raw.decode(codec)
+    except UnicodeDecodeError as e:
+        if codec != "utf-8":
+            raise UserError(f"data file is not {codec.upper()} text, as its byte-order mark says: {path} "
+                            f"(byte {e.start})") from None
+        raise UserError(f"data file is not UTF-8 text: {path} (byte {e.start} is {raw[e.start]:#04x}); if it was "
+                        f"saved as Windows-1252 or Latin-1, convert it: iconv -f cp1252 -t utf-8 {path}") from None
+    return unicodedata.normalize("NFC", text.replace("\ufeff", ""))
+
+
+def load_docs(path):
+    """The stripped, non-empty lines of a text file (see the module's docstring for which files)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"data file not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"data path is a directory, not a file: {path}") from None
     except PermissionError:
         raise UserError(f"data file is not readable: {path}") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"data file is not UTF-8 text: {path} (byte {e.start})") from None
-    docs = [line.strip() for line in text.splitlines() if line.strip()]
+    except OSError as e:
+        raise UserError(f"cannot read data file {path}: {e.strerror or e}") from None
+    docs = [line.strip() for line in decode_text(raw, path).splitlines() if line.strip()]
     if not docs:
         raise UserError(f"data file has no documents (no non-empty lines): {path}")
     return docs
@@ -83,6 +114,16 @@ class Tokenizer:
 
     def decode(self, tokens):
         return "".join(self.chars[t] for t in tokens if t != self.bos)
+
+
+def microgpt_order(docs, seed):
+    """microgpt.py's first steps: Python's `random` seeded with `seed` shuffles the documents, and the
+    tokenizer is their sorted characters. Returns (rng, shuffled docs, tokenizer); the same generator
+    draws the weights next (`models.gpt_scalar.init`), then the samples."""
+    rng = random.Random(seed)
+    docs = list(docs)
+    rng.shuffle(docs)
+    return rng, docs, Tokenizer.from_docs(docs)
 
 
 def encode_docs(docs, tokenizer, block_size):

@@ -5,20 +5,15 @@ writes it. Slow by design (a Python object per multiply); tests and the benchmar
 trainer equal to it and measure how much faster the jitted one is.
 """
 
-import random
-
 import microjax as mj
 from models import gpt, gpt_scalar
 
-from .data import Tokenizer
+from .data import microgpt_order
 
 
 def train_microgpt(docs, steps, seed=42, lr=0.01, beta1=0.85, beta2=0.99, eps=1e-8, **model):
     """Yield (step, loss, params) for steps 1..`steps`; `model` holds GPTConfig fields but vocab_size."""
-    rng = random.Random(seed)
-    docs = list(docs)
-    rng.shuffle(docs)
-    tok = Tokenizer.from_docs(docs)
+    rng, docs, tok = microgpt_order(docs, seed)
     config = gpt.GPTConfig(tok.vocab_size, **model)
     leaves, unflatten = mj.tree_flatten(gpt_scalar.init(rng, config))
     m, v = [0.0] * len(leaves), [0.0] * len(leaves)

@@ -1,0 +1,151 @@
+"""A training run: its fixed facts (`Run`: config, model, documents on the devices, optimizer, mesh)
+built by `prepare` beside its starting `TrainState`, and which documents each step trains on.
+
+microgpt's way (rng "python") shuffles and draws the weights with Python's `random` exactly as
+microgpt.py does; rng "jax" draws everything from subkeys of one key. Either way the documents live on
+the devices, and each step gathers its rows from document indices (or packed pairs of them) that the
+host computes, split along the batch axis over a 1-D device mesh.
+"""
+
+import math
+import os
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from models import gpt, gpt_scalar
+
+from .batches import pack, rows_per_step
+from .config import TrainConfig
+from .data import Tokenizer, encode_docs, fingerprint, microgpt_order
+from .devices import batch_sharding, make_mesh, put, to_host
+from .errors import UserError
+from .step import TrainState
+
+KEY_PURPOSES = ("shuffle", "init", "batches", "sample")  # rng "jax": one subkey of the seed's key each
+
+
+def subkey(key, purpose, *more):
+    """The key for one purpose (KEY_PURPOSES), further folded with e.g. an epoch number."""
+    key = jax.random.fold_in(key, KEY_PURPOSES.index(purpose))
+    for m in more:
+        key = jax.random.fold_in(key, m)
+    return key
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: compiled functions are cached per run
+class Run:
+    """What stays fixed while a run trains. What changes is its `TrainState`."""
+
+    cfg: TrainConfig
+    model: gpt.GPTConfig
+    tokenizer: Tokenizer
+    train_docs: tuple
+    val_docs: tuple
+    truncated: int  # documents longer than the context
+    total_steps: int  # the schedule's length
+    optimizer: optax.GradientTransformation
+    mesh: Mesh
+    data: tuple  # (rows, n) of the training documents, on the devices
+    val_data: tuple  # the same for the held-out documents, or ()
+    data_info: dict  # which documents: a checkpoint checks them on resume
+    python_rng: tuple | None  # rng "python": microgpt's generator after the weights (getstate()), for sampling
+
+    @property
+    def replicated(self):
+        return NamedSharding(self.mesh, P())
+
+    @cached_property
+    def lengths(self):
+        """Real positions of every training document, on the host."""
+        return to_host(self.data[1])
+
+    @property
+    def rows(self):
+        return rows_per_step(self.cfg.batch_size, self.mesh.size)
+
+    @property
+    def steps_per_epoch(self):
+        return len(self.train_docs) // self.cfg.batch_size
+
+
+def prepare(cfg, docs, num_devices=None, source=""):
+    """(Run, TrainState at step 0): shuffle, tokenize, split and initialize as microgpt does (rng
+    "python") or with JAX keys. `source` names where the documents came from, for messages."""
+    data_info = {"sha256": fingerprint(docs), "documents": len(docs), "path": str(source)}
+    key = jax.random.PRNGKey(cfg.seed)
+    if cfg.rng == "python":
+        rng, docs, tokenizer = microgpt_order(docs, cfg.seed)
+    else:
+        rng, docs = None, [docs[i] for i in np.asarray(jax.random.permutation(subkey(key, "shuffle"), len(docs)))]
+        tokenizer = Tokenizer.from_docs(docs)
+    model = cfg.model(tokenizer.vocab_size)
+    check_fits(model, cfg)
+    if rng is not None:  # microgpt draws every weight from the same generator, in state_dict order
+        params = {k: np.asarray(v, cfg.param_dtype) for k, v in gpt_scalar.init(rng, model).items()}
+    else:
+        params = jax.device_get(gpt.init(subkey(key, "init"), model, cfg.param_dtype))
+    n_val = math.ceil(len(docs) * cfg.val_fraction)
+    train_docs, val_docs = tuple(docs[: len(docs) - n_val]), tuple(docs[len(docs) - n_val :])
+    if len(train_docs) < cfg.batch_size:
+        raise UserError(f"batch size {cfg.batch_size} is larger than the {len(train_docs)} training documents")
+    mesh = make_mesh(num_devices, cfg.batch_size)
+    total = math.ceil(cfg.epochs * (len(train_docs) // cfg.batch_size)) if cfg.epochs else cfg.steps
+    optimizer = optax.adam(optax.linear_schedule(cfg.lr, 0.0, total), b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
+    replicated = NamedSharding(mesh, P())
+    rows, n, truncated = encode_docs(train_docs, tokenizer, cfg.block_size)
+    val_data = put(encode_docs(val_docs, tokenizer, cfg.block_size)[:2], replicated) if val_docs else ()
+    run = Run(cfg, model, tokenizer, train_docs, val_docs, truncated, total, optimizer, mesh,
+              put((rows, n), replicated), val_data, data_info, rng.getstate() if rng else None)
+    params = put(params, replicated)
+    opt_state = jax.jit(lambda p: optimizer.init(ravel_pytree(p)[0]), out_shardings=replicated)(params)
+    step = put(np.int32(0), replicated)
+    return run, TrainState(params, opt_state, step, put(np.asarray(key), replicated))
+
+
+def check_fits(model, cfg):
+    """Refuse, before allocating anything, a model whose parameters, gradients and Adam moments (four
+    copies) would not fit in the first device's memory (host memory on the CPU)."""
+    need = 4 * gpt.num_params(model) * np.dtype(cfg.param_dtype).itemsize
+    stats = jax.local_devices()[0].memory_stats() or {}
+    have = stats.get("bytes_limit") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise UserError(f"the model has {gpt.num_params(model):,} parameters: with gradients and Adam state that "
+                        f"is {need / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB this device has")
+
+
+def step_ids(run, idx):
+    """What the train chunk takes for documents idx (K, B): the indices themselves at batch size 1,
+    else their packing into pairs, on the devices and split along the batch."""
+    if run.cfg.batch_size > 1:
+        idx = pack(run.lengths, idx, run.cfg.block_size, run.rows, run.mesh.size)
+    return put(idx.astype(np.int32), batch_sharding(run.mesh, per_step=True))
+
+
+def batch_indices(run, key, start, count):
+    """Document indices (count, B) for steps start .. start+count-1.
+
+    rng "python": microgpt's order, docs[(step * B + j) % N]. rng "jax": a fresh permutation of the
+    training documents every epoch, from the run's key (a TrainState's `key`).
+    """
+    n_docs, b = len(run.train_docs), run.cfg.batch_size
+    steps = np.arange(start, start + count)
+    if run.cfg.rng == "python":
+        return (steps[:, None] * b + np.arange(b)) % n_docs
+    host_key = tuple(np.asarray(to_host(key)).tolist())
+    out = np.empty((count, b), np.int64)
+    for i, s in enumerate(steps):
+        epoch, k = divmod(int(s), run.steps_per_epoch)
+        out[i] = _epoch_order(host_key, epoch, n_docs)[k * b : (k + 1) * b]
+    return out
+
+
+@lru_cache(maxsize=2)  # the epoch in progress, and the next one across a chunk boundary
+def _epoch_order(key, epoch, n_docs):
+    return np.asarray(jax.random.permutation(subkey(jnp.asarray(key, jnp.uint32), "batches", epoch), n_docs))

@@ -1,0 +1,91 @@
+"""The training state and the one step that changes it, and the compiled chunk of steps around that step.
+
+`train_step` is pure: a `TrainState` and a batch in, the next `TrainState` and the loss out: the loss,
+its gradient and the optax update in one jit region. `make_train_chunk` wraps it for speed without
+changing it: `lax.scan` runs `chunk` steps per dispatch, one-document steps are cut to the shortest
+length bucket that holds the document, the parameters travel as one flat vector (so Adam is a few large
+element-wise ops rather than a set per matrix), and the state's buffers are donated.
+"""
+
+from functools import lru_cache, partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+from .batches import first_positions, length_buckets, one_per_row, packed_loss, real_length, unpack
+from .devices import batch_sharding
+
+# XLA's CPU defaults split every op over the threads, which for this project's small matrices costs
+# more than it saves, and hand matrix products to YNNPACK, which is quicker than XLA's own in float32
+# but not in float64. Both trade compile time for step time, so only runs that train on at least
+# LONG_RUN_DOCS documents use these; shorter ones, the 1,000-document microgpt job among them, finish
+# sooner with the defaults (bench/README.md has the measurements).
+CPU_COMPILER_OPTIONS = {"xla_cpu_multi_thread_eigen": False}
+CPU_FLOAT64_OPTIONS = {**CPU_COMPILER_OPTIONS, "xla_cpu_experimental_ynn_fusion_type": ""}
+LONG_RUN_DOCS = 20_000
+
+
+class TrainState(NamedTuple):
+    """All that training changes, as one pytree: what a checkpoint saves and a resumed run restores."""
+
+    params: dict  # master parameters, {name: array}
+    opt_state: Any  # optax's state; a run keeps it for the parameters raveled into one vector
+    step: jax.Array  # optimizer steps taken, int32
+    key: jax.Array  # the run's root key: the batch order and the samples are drawn from its subkeys
+
+
+def train_step(state, batch, loss_fn, optimizer):
+    """One optimizer step: loss_fn(params, batch) and its gradient, optax's update, the step counted.
+    Returns (the next state, the loss). Pure, so it jits on its own and runs inside `lax.scan`."""
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return state._replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
+                          step=state.step + 1), loss
+
+
+@lru_cache(maxsize=8)  # one compiled chunk per run (and mode): training the same run again does not retrace
+def make_train_chunk(run, long_run=None):
+    """jit(state, rows, n, ids) -> (state, losses (K,)): K = len(ids) steps of `train_step` in one scan.
+
+    ids: with batch_size 1, (K, 1) document indices, one document a step; else (K, R, 2) pairs, each
+    step on the packed rows its pairs name (see `batches.pack` and `run.step_ids`). `long_run` (by
+    default: at least LONG_RUN_DOCS documents) compiles for speed over compile time: CPU_COMPILER_OPTIONS
+    (float64: CPU_FLOAT64_OPTIONS) on the CPU, and one-document steps cut to `length_buckets`.
+    """
+    model, optimizer, dtype, b = run.model, run.optimizer, run.cfg.compute_dtype, run.cfg.batch_size
+    loss_dtype = jnp.promote_types(run.cfg.param_dtype, jnp.float32)
+    row_sharding = batch_sharding(run.mesh)
+    if long_run is None:
+        long_run = run.total_steps * b >= LONG_RUN_DOCS
+    # one document a step (packed rows are nearly full): as many positions as the shortest bucket that holds it
+    buckets = length_buckets(model.block_size) if long_run and b == 1 else (model.block_size,)
+
+    def chunk(state, rows, n, ids):
+        flat, unravel = ravel_pytree(state.params)
+
+        def cut_loss(length, flat, batch):
+            return packed_loss(unravel(flat), first_positions(batch, length), model, dtype)
+
+        steps = [partial(train_step, loss_fn=partial(cut_loss, t), optimizer=optimizer) for t in buckets]
+
+        def body(state, ids):
+            batch = unpack(rows, n, ids, b, loss_dtype) if b > 1 else one_per_row(rows, n, ids, loss_dtype)
+            batch = jax.lax.with_sharding_constraint(batch, row_sharding)
+            if len(steps) == 1:
+                state, loss = steps[0](state, batch)
+            else:
+                state, loss = jax.lax.switch(jnp.searchsorted(jnp.array(buckets), real_length(batch)), steps,
+                                             state, batch)
+            return state, loss.astype(loss_dtype)
+
+        state, losses = jax.lax.scan(body, state._replace(params=flat), ids)
+        return state._replace(params=unravel(state.params)), losses
+
+    options = None
+    if long_run and run.mesh.devices.flat[0].platform == "cpu":
+        options = CPU_FLOAT64_OPTIONS if dtype == jnp.float64 else CPU_COMPILER_OPTIONS
+    return jax.jit(chunk, donate_argnums=0, out_shardings=(run.replicated, run.replicated),
+                   compiler_options=options)
