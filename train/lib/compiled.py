@@ -157,20 +157,29 @@ def save(path, compiled):
 class cached_jit:
     """`jax.jit(fn, **jit_kwargs)` whose executables outlive the process (see the module's docstring)."""
 
-    def __init__(self, fn, key=None, **jit_kwargs):
+    def __init__(self, fn, key=None, name=None, **jit_kwargs):
         self.fn, self.jitted = fn, jax.jit(fn, **jit_kwargs)
-        self.name = getattr(fn, "__name__", "fn").strip("<>")
+        self.name = name or getattr(fn, "__name__", "fn").strip("<>")
         self.key, self.jit_kwargs, self.compiled = key, jit_kwargs, {}
 
     def lower(self, *args):
         return self.jitted.lower(*args)
 
+    def _cache_size(self):
+        """As jit's: how many programs this process holds ready (compiled or loaded)."""
+        return len(self.compiled)
+
     def __call__(self, *args):
+        return self.prepare(*args)(*args)
+
+    def prepare(self, *args):
+        """The executable for arguments like these (arrays or `jax.ShapeDtypeStruct`s), compiled or loaded
+        now if this process has not yet: a caller may prepare one ahead, on another thread."""
         specs = repr([_spec(x) for x in jax.tree.leaves(args)]) + repr(jax.tree.structure(args))
         compiled = self.compiled.get(specs)
         if compiled is None:
             compiled = self.compiled[specs] = self._compile(args)
-        return compiled(*args)
+        return compiled
 
     def _compile(self, args):
         if not enabled():

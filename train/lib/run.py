@@ -22,6 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from models import gpt, gpt_scalar
 
 from .batches import pack, rows_per_step
+from .compiled import cached_jit
 from .config import TrainConfig
 from .data import Tokenizer, encode_docs, fingerprint, microgpt_order
 from .devices import batch_sharding, make_mesh, put, to_host
@@ -79,7 +80,7 @@ def prepare(cfg, docs, num_devices=None, source=""):
     """(Run, TrainState at step 0): shuffle, tokenize, split and initialize as microgpt does (rng
     "python") or with JAX keys. `source` names where the documents came from, for messages."""
     data_info = {"sha256": fingerprint(docs), "documents": len(docs), "path": str(source)}
-    key = jax.random.PRNGKey(cfg.seed)
+    key = cached_jit(jax.random.PRNGKey)(np.uint32(cfg.seed))  # as PRNGKey(seed) for every seed in range
     if cfg.rng == "python":
         rng, docs, tokenizer = microgpt_order(docs, cfg.seed)
     else:
@@ -104,7 +105,8 @@ def prepare(cfg, docs, num_devices=None, source=""):
     run = Run(cfg, model, tokenizer, train_docs, val_docs, truncated, total, optimizer, mesh,
               put((rows, n), replicated), val_data, data_info, rng.getstate() if rng else None)
     params = put(params, replicated)
-    opt_state = jax.jit(lambda p: optimizer.init(ravel_pytree(p)[0]), out_shardings=replicated)(params)
+    opt_state = cached_jit(lambda p: optimizer.init(ravel_pytree(p)[0]), (cfg, total), name="opt_init",
+                           out_shardings=replicated)(params)
     step = put(np.int32(0), replicated)
     return run, TrainState(params, opt_state, step, put(np.asarray(key), replicated))
 

@@ -44,6 +44,15 @@ def sample_python(params, config, tokenizer, rng, num_samples, temperature):
     return names
 
 
+def prepare_sample_python(config, tokenizer, dtype, num_samples):
+    """Compile (or load) what `sample_python` will run for these settings, ahead of it: the main job
+    does it on another thread while the model trains, so that a cold start compiles both at once."""
+    if np.dtype(dtype) == np.float64:
+        params = {k: jax.ShapeDtypeStruct(s, dtype) for k, s in gpt.param_shapes(config).items()}
+        uniforms = jax.ShapeDtypeStruct((num_samples * config.block_size,), np.float64)
+        _token_drawer(config, tokenizer.bos).prepare(params, uniforms, jax.ShapeDtypeStruct((), np.float64))
+
+
 def sample_python_loop(params, config, tokenizer, rng, num_samples, temperature):
     """`sample_python` as microgpt writes it: one dispatch and one `rng.choices` per token."""
     names = []

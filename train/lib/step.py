@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from .compiled import cached_jit
 from .batches import first_positions, length_buckets, one_per_row, packed_loss, real_length, unpack
 from .devices import batch_sharding
 
@@ -87,5 +88,5 @@ def make_train_chunk(run, long_run=None):
     options = None
     if long_run and run.mesh.devices.flat[0].platform == "cpu":
         options = CPU_FLOAT64_OPTIONS if dtype == jnp.float64 else CPU_COMPILER_OPTIONS
-    return jax.jit(chunk, donate_argnums=0, out_shardings=(run.replicated, run.replicated),
-                   compiler_options=options)
+    return cached_jit(chunk, (run.cfg, run.model, run.total_steps, long_run), donate_argnums=0,
+                      out_shardings=(run.replicated, run.replicated), compiler_options=options)
