@@ -116,3 +116,12 @@ def test_across_processes_even_when_jax_cache_holds_the_program(tmp_path):
         path.unlink()  # ours lost, JAX's cache still holding the salted program
     assert run() == ["1", first[1]]
     assert run()[1] == first[1]
+
+
+def test_a_setting_changed_in_the_process_is_another_program(cache):
+    traces = []
+    x = jnp.ones(3)
+    compiled.cached_jit(counting(traces), key=0)(x, x)
+    with jax.default_matmul_precision("highest"):
+        compiled.cached_jit(counting(traces), key=0)(x, x)
+    assert len(traces) == len(list(cache.rglob("f-*"))) == 2

@@ -89,7 +89,7 @@ _FIXED = []
 
 
 def _fixed_part():
-    """What is the same for every program of this process: versions, source, hardware, settings."""
+    """What is the same for every program of this process: versions, source, hardware."""
     if not _FIXED:
         import jaxlib
         import numpy
@@ -97,11 +97,15 @@ def _fixed_part():
         versions = {name: getattr(sys.modules.get(name), "__version__", None)
                     for name in ("optax", "chex", "ml_dtypes")}
         devices = [(d.id, d.platform, d.device_kind) for d in jax.devices()]
-        env = sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIXES))
         _FIXED.append(repr((sys.version, jax.__version__, jaxlib.__version__, numpy.__version__, versions,
-                            jax.devices()[0].client.platform_version, devices, _machine(), env,
-                            sorted((k, repr(v)) for k, v in jax.config.values.items()), _source_digest())))
+                            jax.devices()[0].client.platform_version, devices, _machine(), _source_digest())))
     return _FIXED[0]
+
+
+def _settings():
+    """What a process may change as it goes: JAX's settings, and the environment the compiler reads."""
+    env = sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIXES))
+    return repr((sorted((k, repr(v)) for k, v in jax.config.values.items()), env))
 
 
 def _spec(x):
@@ -116,7 +120,7 @@ def _spec(x):
 def program_key(name, key, jit_kwargs, args):
     leaves, tree = jax.tree.flatten(args)
     text = repr((name, key, sorted((k, repr(v)) for k, v in jit_kwargs.items()), repr(tree),
-                 [_spec(x) for x in leaves]))
+                 [_spec(x) for x in leaves], _settings()))
     return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
