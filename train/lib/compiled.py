@@ -1,18 +1,20 @@
 """Compiled programs kept on disk between runs, so that a warm start neither traces nor lowers.
 
 JAX's persistent compilation cache skips compiling on a second run, but the run still traces the
-function and lowers it to StableHLO before it can look the entry up; for the main job that is most of
-its time after `import jax` (bench/README.md). `cached_jit(fn, key, **jit_kwargs)` stands in for
-`jax.jit(fn, **jit_kwargs)` where every argument is an array: the first call with new shapes compiles
-as jit would and writes the executable (`jax.experimental.serialize_executable`) to the cache folder,
-under a name hashed from everything that can change the program (`program_key`); a later call, in
-this run or another, loads it instead. A file that cannot be read or written is compiled around, never
-an error, and a file from other code, versions, settings or hardware is never used.
+function and lowers it to StableHLO before it can look the entry up; for the main job that was most
+of its time after `import jax` (bench/results/cpu-2core-2026-12-02.md). `cached_jit(fn, key,
+**jit_kwargs)` stands in for `jax.jit(fn, **jit_kwargs)` where every argument is an array: the first
+call with new shapes compiles as jit would and writes the executable
+(`jax.experimental.serialize_executable`) to the cache folder, under a name hashed from everything
+that can change the program (`folder`, `program_key`); a later call, in this run or another, loads
+it instead. A file that cannot be read or written is compiled around, never an error, and a file
+from other code, versions, settings or hardware is never used.
 
 `key` is what the function closes over (configs, optimizer settings): the caller's part of the name.
 
 Trust: the files are machine code that gets run, as the entries of JAX's compilation cache are, so the
-folder must be the user's own (it is beside JAX's cache, in ~/.cache/microjax by default).
+folder must be the user's own (it is inside JAX's cache folder, ~/.cache/microjax/jax by default). Any
+edit to the project's source starts a new folder, so the first run after one compiles everything.
 """
 
 import hashlib
@@ -178,7 +180,8 @@ class cached_jit:
 
     def prepare(self, *args):
         """The executable for arguments like these (arrays or `jax.ShapeDtypeStruct`s), compiled or loaded
-        now if this process has not yet: a caller may prepare one ahead, on another thread."""
+        now if this process has not yet: a caller may prepare one ahead, on another thread. Within the
+        process it is found again by the arguments alone (JAX's settings are read at compile time)."""
         specs = repr([_spec(x) for x in jax.tree.leaves(args)]) + repr(jax.tree.structure(args))
         compiled = self.compiled.get(specs)
         if compiled is None:
