@@ -73,8 +73,8 @@ def make_batched_step(vocab, n_embd, n_head, n_layer, block_size, dtype=torch.fl
 
 def main(steps=1000, n_embd=16, n_head=4, n_layer=1, block_size=16, num_samples=20, temperature=0.5):
     start = time.perf_counter()
-    # One thread, as for any model this small: torch's intra-op threads spin while they wait, and on
-    # the shared 2-core machine they made this job 40 s instead of 5 s (1.3 ms a step with one).
+    # One thread, as for any model this small: torch's intra-op threads spin while they wait, which on
+    # a shared machine made this job several times slower (bench/README.md)
     torch.set_num_threads(1)
     rng = random.Random(42)
     docs = load_docs(resolve_data_path())

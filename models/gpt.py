@@ -74,25 +74,13 @@ def linear(x, w):
     return x @ w.T
 
 
+def embed(table, tokens):
+    """Rows of an embedding table: table[tokens]."""
+    return table[tokens]
+
+
 def _heads(x, config):
     return x.reshape(*x.shape[:-1], config.n_head, config.head_dim)  # (..., C) -> (..., H, D)
-
-
-def _block(params, i, x, attend):
-    """One transformer block; `attend(q, k, v)` mixes positions (causal full attention or a KV cache)."""
-    p = f"layer{i}."
-    h = rmsnorm(x)
-    x = x + linear(attend(linear(h, params[p + "attn_wq"]), linear(h, params[p + "attn_wk"]),
-                          linear(h, params[p + "attn_wv"])), params[p + "attn_wo"])
-    h = rmsnorm(x)
-    return x + linear(jax.nn.relu(linear(h, params[p + "mlp_fc1"])), params[p + "mlp_fc2"])
-
-
-def _attention(q, k, v, mask, config, fast=False):
-    """Multi-head attention of queries (..., T, C) over keys/values (..., S, C) where mask (..., T, S) allows."""
-    q, k, v = (_heads(t, config) for t in (q, k, v))
-    out, weights = (_mix_fast if fast else _mix)(q, k, v, mask, math.sqrt(config.head_dim))
-    return out.reshape(*out.shape[:-2], config.n_embd), weights  # (..., T, H, D) -> (..., T, C)
 
 
 def _weights(q, k, mask, sqrt_d):
@@ -110,8 +98,21 @@ def _mix(q, k, v, mask, sqrt_d):
     return jnp.einsum("...hts,...shd->...thd", w, v), w
 
 
-def embed(table, tokens):
-    return table[tokens]
+def _attention(q, k, v, mask, config, fast=False):
+    """Multi-head attention of queries (..., T, C) over keys/values (..., S, C) where mask (..., T, S) allows."""
+    q, k, v = (_heads(t, config) for t in (q, k, v))
+    out, weights = (_mix_fast if fast else _mix)(q, k, v, mask, math.sqrt(config.head_dim))
+    return out.reshape(*out.shape[:-2], config.n_embd), weights  # (..., T, H, D) -> (..., T, C)
+
+
+def _block(params, i, x, attend):
+    """One transformer block; `attend(q, k, v)` mixes positions (causal full attention or a KV cache)."""
+    p = f"layer{i}."
+    h = rmsnorm(x)
+    x = x + linear(attend(linear(h, params[p + "attn_wq"]), linear(h, params[p + "attn_wk"]),
+                          linear(h, params[p + "attn_wv"])), params[p + "attn_wo"])
+    h = rmsnorm(x)
+    return x + linear(jax.nn.relu(linear(h, params[p + "mlp_fc1"])), params[p + "mlp_fc2"])
 
 
 def apply(params, tokens, config, positions=None, segments=None, return_attention=False, fast=False):

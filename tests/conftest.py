@@ -27,3 +27,19 @@ def tiny_data(tmp_path):
     path = tmp_path / "tiny.txt"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+SLOW_SECONDS = 2.0  # a test that takes longer belongs to the slow tier: pytest -m "not slow" is the inner loop
+_unmarked_slow = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.duration > SLOW_SECONDS and "slow" not in report.keywords:
+        _unmarked_slow.append((report.duration, report.nodeid))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _unmarked_slow:
+        terminalreporter.section(f"over {SLOW_SECONDS:g} s but not marked slow")
+        for seconds, nodeid in sorted(_unmarked_slow, reverse=True):
+            terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")

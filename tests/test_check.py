@@ -58,6 +58,7 @@ def corrupted(problem, name, delta):
     return problem._replace(jax_loss=loss)
 
 
+@pytest.mark.slow
 def test_a_corrupted_jax_gradient_fails_on_both_counts(monkeypatch, capsys):
     original = check.mlp_problem
     monkeypatch.setattr(check, "mlp_problem", lambda seed: corrupted(original(seed), "layer1.w", 1e-5))
@@ -69,11 +70,13 @@ def test_a_corrupted_jax_gradient_fails_on_both_counts(monkeypatch, capsys):
     assert all(exact < 1e-14 for name, (exact, _) in rows.items() if name != "layer1.w")
 
 
+@pytest.mark.slow
 def test_zero_tolerance_against_finite_differences_fails(capsys):
     assert check.main(["--model", "mlp", "--fd-rtol", "0", "--fd-atol", "0"]) == 1
     assert "FAIL: 6 of 6 parameters" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_relu_kink_within_the_step_does_not_fail_the_check():
     """relu(x - 3e-7) at x = 0: the derivative is 0, but a central difference at s = 1e-5 straddles the
     kink and reads ~0.5; the one-sided difference to the left does not. Kinks on both sides within every
@@ -87,6 +90,7 @@ def test_a_relu_kink_within_the_step_does_not_fail_the_check():
     assert gradcheck._fd_error(both_sides, 0.0, 1.0, 1e-3, 0.0) > 0.4
 
 
+@pytest.mark.slow
 def test_finite_differences_sample_coordinates_per_parameter():
     result = check.gradient_check(check.mlp_problem(0), fd_samples=3)
     assert [r.fd_coords for r in result.rows] == [3, 3, 3, 3, 3, 1]

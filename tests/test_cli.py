@@ -85,6 +85,7 @@ def test_every_numeric_flag_refuses_bad_values_before_any_work(module, required,
     parser.parse_args([*required, flag, str(inside)])  # the edge of the range itself is accepted
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module, argv, line", [
     ("train.gpt", ["--steps", "nan"], "error: argument --steps: expected an integer >= 1 and <= 1,000,000,000, got 'nan'"),
     ("train.gpt", ["--lr", "inf"], "error: argument --lr: expected a number <= 1e+30 and > 0, got 'inf'"),
@@ -148,6 +149,7 @@ def test_attention_picture_path_is_checked_first(tmp_path):
         attention.main(["--checkpoint", str(tmp_path / "none"), "--text", "emma", "--out", str(tmp_path / "a.txt")])
 
 
+@pytest.mark.slow
 def test_output_folders_are_created(tiny_data, tmp_path):
     metrics, plot = tmp_path / "runs" / "a" / "metrics.jsonl", tmp_path / "plots" / "deep" / "loss.png"
     gpt_cli.main(["--data", str(tiny_data), "--steps", "3", *SMALL, "--out", str(tmp_path / "ck" / "run"),
@@ -232,6 +234,7 @@ def test_history_survives_a_checkpoint_in_training_order():
     assert checkpoint.history_rows({}) == []
 
 
+@pytest.mark.slow
 def test_resume_restores_the_history(tiny_data, tmp_path):
     base = ["--data", str(tiny_data), "--steps", "20", *SMALL, "--val-fraction", "0.25", "--eval-every", "5",
             "--out", str(tmp_path)]
@@ -247,6 +250,7 @@ def test_resume_restores_the_history(tiny_data, tmp_path):
     assert history[-1] == {"step": 10, "val_loss": history[-1]["val_loss"]} and len(history) == 13
 
 
+@pytest.mark.slow
 def test_progress_in_a_log_file_is_plain_lines(tiny_data):
     result = subprocess.run([sys.executable, "-m", "train.gpt", "--data", str(tiny_data), "--steps", "40",
                              "--chunk", "10", "--val-fraction", "0.25", "--eval-every", "20", *SMALL], cwd=ROOT,

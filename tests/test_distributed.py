@@ -16,6 +16,8 @@ from train.lib import checkpoint
 
 from .helpers import GOLDEN_LOSSES, ROOT
 
+pytestmark = pytest.mark.slow  # every case starts python -m train.gpt processes
+
 BATCHED = ["--rng", "jax", "--batch-size", "64", "--chunk", "25", "--num-samples", "0"]
 
 

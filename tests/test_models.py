@@ -38,6 +38,7 @@ def as_lists(params):
     return {k: np.asarray(v).tolist() for k, v in params.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
 def test_scalar_twin_gives_the_same_logits(config):
     for seed in range(3):
@@ -46,6 +47,7 @@ def test_scalar_twin_gives_the_same_logits(config):
         np.testing.assert_allclose(twin, apply(params, jnp.asarray(tokens), config), rtol=0, atol=1e-10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
 def test_loss_and_gradient_match_between_microjax_and_jax(config):
     params, tokens, targets = random_case(config, 7, config.block_size)
@@ -58,6 +60,7 @@ def test_loss_and_gradient_match_between_microjax_and_jax(config):
         np.testing.assert_allclose(g[name], jg[name], rtol=1e-9, atol=1e-9 * scale, err_msg=name)
 
 
+@pytest.mark.slow
 def test_mlp_twins_agree_and_convert_both_ways():
     params = mj.init_mlp(3, (4, 4, 1), seed=5)
     jparams = jmlp.from_microjax(params, jnp.float64)
@@ -74,6 +77,7 @@ def test_mlp_twins_agree_and_convert_both_ways():
     assert all(float(jnp.max(jnp.abs(p["w"]))) <= 1.0 for p in key_params)
 
 
+@pytest.mark.slow
 def test_batched_loss_is_the_mean_of_per_document_means():
     config = CONFIGS[1]
     params, tokens, targets = random_case(config, 3, config.block_size)
@@ -86,6 +90,7 @@ def test_batched_loss_is_the_mean_of_per_document_means():
     assert float(got) == pytest.approx(float(expected), rel=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype, tol", [(jnp.float32, 1e-5), (jnp.float64, 1e-12)])
 def test_kv_cache_decoding_equals_full_apply_at_every_position(dtype, tol):
     config = CONFIGS[1]
@@ -105,6 +110,7 @@ def test_kv_cache_decoding_equals_full_apply_at_every_position(dtype, tol):
     np.testing.assert_allclose(logits, full, rtol=tol, atol=tol)
 
 
+@pytest.mark.slow
 def test_causality_later_positions_get_exactly_zero_gradient():
     config = CONFIGS[1]
     params = gpt.init(jax.random.PRNGKey(2), config, jnp.float64)
@@ -118,6 +124,7 @@ def test_causality_later_positions_get_exactly_zero_gradient():
         assert np.any(g["wpe"][: t + 1] != 0.0)
 
 
+@pytest.mark.slow
 def test_jit_agrees_and_does_not_retrace():
     config = CONFIGS[0]
     params, tokens, targets = random_case(config, 0, config.block_size)
@@ -147,6 +154,7 @@ def test_impossible_configs_are_rejected(kwargs, words):
         gpt.GPTConfig(**kwargs)
 
 
+@pytest.mark.slow
 def test_parameter_names_shapes_and_count():
     config = gpt.GPTConfig()
     params = gpt.init(jax.random.PRNGKey(0), config)
@@ -159,6 +167,7 @@ def test_parameter_names_shapes_and_count():
     assert gpt_scalar.init(random.Random(0), config)["wte"][0][0] == random.Random(0).gauss(0, 0.08)
 
 
+@pytest.mark.slow
 def test_packed_rows_equal_each_document_alone():
     config = CONFIGS[1]
     params = gpt.init(jax.random.PRNGKey(4), config, jnp.float64)
@@ -189,6 +198,7 @@ def dot(a, b):
     return sum(float(jnp.vdot(x, y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 def test_jvp_of_the_loss_is_the_gradient_along_the_direction():
     params, loss, v = tiny_loss_case()
     value, tangent = jax.jit(lambda p, v: jax.jvp(loss, (p,), (v,)))(params, v)
@@ -199,11 +209,13 @@ def test_jvp_of_the_loss_is_the_gradient_along_the_direction():
     assert float(tangent) == pytest.approx((shifted[0] - shifted[1]) / (2 * h), rel=1e-7)
 
 
+@pytest.mark.slow
 def test_jacfwd_of_the_loss_equals_jax_grad():
     params, loss, _ = tiny_loss_case(1)
     tree_allclose(jax.jit(jax.jacfwd(loss))(params), jax.jit(jax.grad(loss))(params), rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.slow
 def test_hessian_of_the_loss_is_symmetric_and_its_products_match_forward_over_reverse():
     params, loss, v = tiny_loss_case(2)
     hessian = jax.jit(jax.hessian(loss))(params)  # {name: {name: (shape + shape)}}
@@ -219,6 +231,7 @@ def test_hessian_of_the_loss_is_symmetric_and_its_products_match_forward_over_re
     assert np.max(np.abs(H)) > 0.1  # a real curvature, not zeros on both sides
 
 
+@pytest.mark.slow
 def test_fast_path_equals_the_plain_model_in_value_and_gradient_on_packed_rows():
     """fast=True swaps in the hand-written backward passes (models/gpt.py, "Speed"): the same loss and
     gradient as autodiff of the plain model, in float64 to 1e-12, on rows packed with two documents."""

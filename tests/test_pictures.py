@@ -1,6 +1,7 @@
 """The pictures draw what the model computes, at the right size: attention maps, the probe chart, loss
 curves, and expression graphs with Graphviz and without."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -63,6 +64,7 @@ def checkpoint_dir(tiny_data, tmp_path):
     return out
 
 
+@pytest.mark.slow
 def test_attention_command_writes_one_map_per_layer_and_head(checkpoint_dir, tmp_path, capsys):
     path, blocker = tmp_path / "attention.png", tmp_path / "a-file"
     blocker.write_text("")
@@ -75,6 +77,7 @@ def test_attention_command_writes_one_map_per_layer_and_head(checkpoint_dir, tmp
             attention_cli.main(["--checkpoint", str(checkpoint_dir), "--out", str(path), *argv])
 
 
+@pytest.mark.slow
 def test_probe_chart_before_and_after_training(tiny_data, tmp_path, capsys):
     path = tmp_path / "probe.png"
     gpt_cli.main(["--data", str(tiny_data), "--steps", "3", "--num-samples", "0", *SMALL, "--probe", "a",
@@ -90,6 +93,7 @@ GRAPH = mj.draw_dot(lambda x: (x * 2.0 + 1.0).tanh(), 0.5)
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 
 
+@pytest.mark.slow
 def test_layered_layout_puts_every_edge_left_to_right_without_recursion():
     nodes, edges = draw.parse_dot(GRAPH)
     assert len(nodes) == 6 and len(edges) == 5 and nodes["n3"] == ["tanh", "data 0.9640", "grad 1.0000"]
@@ -101,6 +105,7 @@ def test_layered_layout_puts_every_edge_left_to_right_without_recursion():
     assert xy["n0"] == (0, 0.0) and xy["n5000"] == (5000, 0.0)
 
 
+@pytest.mark.slow
 def test_render_without_graphviz(tmp_path, monkeypatch):
     png, svg = draw.render(GRAPH, tmp_path / "g.png", engine="matplotlib"), tmp_path / "g.svg"
     layers, tallest = 4, 2
@@ -131,9 +136,47 @@ def test_render_refuses_what_it_cannot_draw(tmp_path):
             mj.render(**{"dot_text": GRAPH, "path": tmp_path / "g.svg", "engine": "matplotlib", **kwargs})
 
 
+@pytest.mark.slow
 def test_mlp_draw_command_and_microjax_imports_neither_jax_nor_matplotlib(tmp_path, capsys):
     mlp_cli.main(["--draw", str(tmp_path / "graph.svg"), "--steps", "1"])
     assert (tmp_path / "graph.svg").read_text().count(">tanh<") == 9  # one box per neuron
     loaded = subprocess.run([sys.executable, "-c", "import sys, microjax; print(sorted({'jax', 'matplotlib'} & "
                              "set(sys.modules)))"], capture_output=True, text=True, cwd=ROOT)
     assert loaded.stdout.strip() == "[]", loaded.stderr
+
+
+@pytest.mark.slow
+def test_the_attention_title_names_the_model_not_where_it_was_saved(checkpoint_dir, tmp_path, monkeypatch):
+    titles = []
+    real = pictures.plot_attention
+    monkeypatch.setattr(pictures, "plot_attention", lambda *a, title=None: titles.append(title) or real(*a))
+    attention_cli.main(["--checkpoint", str(checkpoint_dir), "--text", "abc", "--out", str(tmp_path / "a.png")])
+    assert titles == ["attention over 'abc': 1 layer(s), 2 heads, n_embd 8"]
+
+
+def test_the_readme_pictures_are_readable_at_its_width():
+    """GitHub shows a picture at most about 880 px wide. The expression graph's text must stay at least
+    9 px tall there: a 14 pt label (18.7 px) allows a picture up to 880 * 18.7 / 9 = 1,830 px, 1,370 pt."""
+    svg = (ROOT / "docs" / "graph.svg").read_text()
+    width = float(re.search(r'<svg[^>]*\swidth="([\d.]+)pt"', svg).group(1))
+    assert width <= 1370, width
+    assert "/tmp" not in svg and "runs/" not in svg
+    for name in ("attention.png", "probe.png"):
+        assert png_size(ROOT / "docs" / name)[0] <= 1830
+
+
+def test_runs_that_train_alike_are_drawn_apart(tmp_path, monkeypatch):
+    """Notebook 4's three curves, per-step losses a few thousandths apart, drawn on one axis made one
+    line: compare_losses gives each its own style and draws the differences from the reference below."""
+    rows = lambda losses: [{"step": i + 1, "loss": x} for i, x in enumerate(losses)]  # noqa: E731
+    base = list(np.linspace(3.0, 2.0, 60) + 0.05 * np.sin(np.arange(60)))
+    runs = {"float32": rows(base), "resumed": rows(base)[30:], "bfloat16": rows([x + 0.003 for x in base])}
+    figures = []
+    monkeypatch.setattr(pictures, "save", lambda fig, path: figures.append(fig) or path)
+    pictures.compare_losses(runs, "float32", tmp_path / "c.png")
+    top, bottom = figures[0].axes
+    styles = {(l.get_color(), l.get_linestyle(), l.get_marker()) for l in top.get_lines()}
+    assert len(top.get_lines()) == 3 and len(styles) == 3
+    differences = {l.get_label(): l.get_ydata() for l in bottom.get_lines() if l.get_label().endswith("float32")}
+    assert np.all(differences["resumed - float32"] == 0)
+    assert np.allclose(differences["bfloat16 - float32"], 0.003)

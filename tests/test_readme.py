@@ -61,10 +61,35 @@ def test_every_block_runs_as_written(fresh, lang, text):
     assert not re.search(r"^error:", result.stderr, re.M), result.stderr
 
 
-INLINE = re.findall(r"`python -m (train\.\w+|bench|notebooks)([^`]*)`", README)
+PAGES = [README] + [p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))] + [(ROOT / "bench" / "README.md").read_text()]
+INLINE = sorted({m for page in PAGES for m in re.findall(r"`python -m (train\.\w+|bench|notebooks)([^`]*)`", page)})
 
 
 @pytest.mark.parametrize("module, flags", INLINE, ids=[f"{m}{f}" for m, f in INLINE])
-def test_every_inline_command_has_valid_flags(module, flags):
+def test_every_inline_command_has_valid_flags(module, flags, capsys):
     module = importlib.import_module(module if module.startswith("train.") else f"{module}.__main__")
-    module.build_parser().parse_args(shlex.split(flags))
+    args = shlex.split(flags.split("|")[0])  # the command itself, before a pipe
+    if "--help" in args:
+        with pytest.raises(SystemExit, match="0"):
+            module.build_parser().parse_args(args)
+    else:
+        module.build_parser().parse_args(args)
+
+
+@pytest.mark.slow
+def test_the_blocks_write_only_under_runs(fresh):
+    """What the blocks above wrote in the empty folder they ran in: runs/ alone (ignored by git), never
+    pictures or files in the clone's root."""
+    work, _ = fresh
+    assert sorted(p.name for p in work.iterdir()) == [".venv", "runs"]
+    assert "/runs/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_the_readme_says_how_to_open_the_lessons_and_the_extra_exists():
+    import tomllib
+
+    learn = README[README.index("## Learn") : README.index("## The main job")]
+    assert "pip install -e '.[notebooks]'" in learn and "jupyter lab notebooks/" in learn
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(req.startswith("jupyterlab") for req in extras["notebooks"])
+    assert {"nbformat", "nbclient", "ipykernel"} <= {re.split(r"[<>=]", r)[0] for r in extras["notebooks"]}

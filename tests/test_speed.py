@@ -30,6 +30,7 @@ def test_length_buckets_train_exactly_like_full_rows(names):
         np.testing.assert_allclose(short, full, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.slow
 def test_attention_backward_by_hand_equals_autodiff_of_the_plain_forward():
     """models/gpt.py `_mix_fast` has a hand-derived backward; it equals jax's autodiff of the same forward
     (`_mix`) in float64 to 1e-12, with a causal mask split into two segments as packed rows have,

@@ -1,14 +1,11 @@
 """The trainer: microgpt reproduced, the scalar twin matched, resume, checkpoints, sampling, bad input."""
 
-import codecs
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-import unicodedata
 
 from functools import partial
 
@@ -20,9 +17,9 @@ import pytest
 
 from models import gpt
 from train import gpt as gpt_cli, sample as sample_cli
-from train.lib import batches, checkpoint, devices, loop, run as runs, step
+from train.lib import batches, checkpoint, devices, loop, run as runs, step as steps
 from train.lib.config import TrainConfig
-from train.lib.data import Tokenizer, encode_docs, fingerprint, load_docs, resolve_data_path
+from train.lib.data import Tokenizer, load_docs
 from train.lib.errors import UserError
 from train.lib.sampling import probe, sample_jax
 from train.lib.scalar import train_microgpt
@@ -30,6 +27,7 @@ from train.lib.scalar import train_microgpt
 from .helpers import GOLDEN_LOSSES, GOLDEN_SAMPLES, ROOT, SMALL, read_metrics, run_module, tree_allclose
 
 
+@pytest.mark.slow
 def test_default_run_reproduces_microgpt(names, tmp_path, capsys):
     metrics = tmp_path / "m.jsonl"
     gpt_cli.main(["--data", str(names), "--metrics-file", str(metrics), "--probe", "e"])
@@ -46,6 +44,7 @@ def test_default_run_reproduces_microgpt(names, tmp_path, capsys):
     assert before < 10 < 20 < after  # near uniform (1/27 = 3.7%) before, concentrated after
 
 
+@pytest.mark.slow
 def test_short_run_equals_the_scalar_twin_trained_the_same_way(names):
     docs = load_docs(names)
     flags = {"n_embd": 8, "n_head": 2, "n_layer": 2, "block_size": 8}
@@ -61,6 +60,7 @@ def test_short_run_equals_the_scalar_twin_trained_the_same_way(names):
         np.testing.assert_allclose(params[name], value, rtol=1e-9, atol=1e-8, err_msg=name)
 
 
+@pytest.mark.slow
 def test_train_step_is_pure_jits_alone_and_is_what_the_chunk_runs(tiny_data):
     """train_step on its own, jitted: the same inputs give the same outputs (nothing is mutated), the
     step is counted, and one step of the scanned, flat-vector, donated chunk gives the same numbers."""
@@ -68,17 +68,18 @@ def test_train_step_is_pure_jits_alone_and_is_what_the_chunk_runs(tiny_data):
     idx = runs.batch_indices(run, state.key, 0, 1)
     batch = batches.one_per_row(*run.data, jnp.asarray(idx[0]), jnp.float64)
     loss_fn = partial(batches.packed_loss, model=run.model, compute_dtype=jnp.float64)
-    one = jax.jit(partial(step.train_step, loss_fn=loss_fn, optimizer=run.optimizer))
+    one = jax.jit(partial(steps.train_step, loss_fn=loss_fn, optimizer=run.optimizer))
     tree_state = state._replace(opt_state=run.optimizer.init(state.params))  # Adam over the dict this time
     (a, loss_a), (b, loss_b) = one(tree_state, batch), one(tree_state, batch)
     assert float(loss_a) == float(loss_b) and int(a.step) == 1 and int(tree_state.step) == 0
     chex.assert_trees_all_equal(a, b)
     assert float(jnp.max(jnp.abs(a.params["wte"] - state.params["wte"]))) > 0  # it did update
-    chunk_state, losses = step.make_train_chunk(run)(state, *run.data, runs.step_ids(run, idx))
+    chunk_state, losses = steps.make_train_chunk(run)(state, *run.data, runs.step_ids(run, idx))
     assert float(losses[0]) == pytest.approx(float(loss_a), rel=1e-13) and int(chunk_state.step) == 1
     tree_allclose(chunk_state.params, a.params, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [[], ["--rng", "jax", "--batch-size", "4"]], ids=["python", "jax"])
 def test_resume_equals_an_uninterrupted_run_exactly(tiny_data, tmp_path, mode):
     base = ["--data", str(tiny_data), "--steps", "30", "--chunk", "7", "--num-samples", "0", *SMALL, *mode]
@@ -93,6 +94,7 @@ def test_resume_equals_an_uninterrupted_run_exactly(tiny_data, tmp_path, mode):
     assert read_metrics(tmp_path / "a.jsonl") == read_metrics(tmp_path / "b.jsonl")
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_damage_and_mismatch(tiny_data, tmp_path):
     out = tmp_path / "ck"
     gpt_cli.main(["--data", str(tiny_data), "--steps", "3", "--num-samples", "0", "--out", str(out), *SMALL])
@@ -142,6 +144,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert meta == {"step": 1} and np.array_equal(tensors["params['w']"], np.ones(3))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
     out = tmp_path / "ck"
     with pytest.raises(UserError, match=r"loss is nan at step \d+: training stopped; the checkpoint .* is kept"):
@@ -151,6 +154,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_data, t
     assert meta["step"] >= 1 and all(np.all(np.isfinite(t)) for t in tensors.values())
 
 
+@pytest.mark.slow
 def test_batched_training_lowers_the_evaluation_loss(names):
     cfg = TrainConfig(rng="jax", batch_size=32, steps=60, val_fraction=0.05, chunk=30, lr=0.02)
     run, state = runs.prepare(cfg, load_docs(names)[:4000])
@@ -163,6 +167,7 @@ def test_batched_training_lowers_the_evaluation_loss(names):
     assert loop.evaluate(run, trained.state.params) < before - 0.5
 
 
+@pytest.mark.slow
 def test_packing_places_every_document_once_and_keeps_the_loss(names):
     run, state = runs.prepare(TrainConfig(rng="jax", batch_size=48, dtype="float64"), load_docs(names)[:500])
     idx = runs.batch_indices(run, state.key, 0, 3)
@@ -182,6 +187,7 @@ def test_packing_places_every_document_once_and_keeps_the_loss(names):
     assert batches.pack(run.lengths, idx, 16, rows=2, multiple=5).shape[1] == -(-need // 5) * 5  # grows when needed
 
 
+@pytest.mark.slow
 def test_epochs_set_the_number_of_steps(tiny_data):
     run, state = runs.prepare(TrainConfig(rng="jax", batch_size=8, epochs=2.5, block_size=8), load_docs(tiny_data))
     assert run.total_steps == 20  # 64 documents / 8 = 8 steps an epoch
@@ -190,6 +196,7 @@ def test_epochs_set_the_number_of_steps(tiny_data):
     assert not np.array_equal(idx[:8], idx[8:])  # a fresh permutation each epoch
 
 
+@pytest.mark.slow
 def test_sampling_is_reproducible_and_honours_the_prompt(tiny_data, tmp_path, capsys):
     out = tmp_path / "ck"
     gpt_cli.main(["--data", str(tiny_data), "--rng", "jax", "--steps", "20", "--num-samples", "3",
@@ -208,6 +215,7 @@ def test_sampling_is_reproducible_and_honours_the_prompt(tiny_data, tmp_path, ca
         sample_cli.main(["--checkpoint", str(out), "--prompt", "a" * 8])
 
 
+@pytest.mark.slow
 def test_jax_sampler_is_deterministic_and_stays_in_the_vocabulary():
     config = gpt.GPTConfig(5, 8, 2, 1, 6)
     params = gpt.init(jax.random.PRNGKey(0), config, np.float64)
@@ -219,6 +227,7 @@ def test_jax_sampler_is_deterministic_and_stays_in_the_vocabulary():
     assert sum(p for _, p in dist) == pytest.approx(1.0) and dist[0][1] >= dist[-1][1]
 
 
+@pytest.mark.slow
 def test_metrics_and_plot(tiny_data, tmp_path):
     png, metrics = tmp_path / "loss.png", tmp_path / "m.jsonl"
     gpt_cli.main(["--data", str(tiny_data), "--steps", "12", "--val-fraction", "0.25", "--eval-every", "5",
@@ -232,85 +241,7 @@ def test_metrics_and_plot(tiny_data, tmp_path):
     assert [r["step"] for r in read_metrics(metrics)] == [1, 2, 3, 4]  # --eval-every 0: no evaluation
 
 
-# data and bad input ---------------------------------------------------------------------------------
-def test_documents_tokenizer_and_truncation(tmp_path):
-    path = tmp_path / "d.txt"
-    path.write_text("  ab \n\n abcd\nabcdefg\n   \n")
-    docs = load_docs(path)
-    assert docs == ["ab", "abcd", "abcdefg"]
-    tok = Tokenizer.from_docs(docs)
-    assert tok.chars == "abcdefg" and tok.bos == 7 and tok.vocab_size == 8
-    assert tok.decode(tok.encode("bad")) == "bad"
-    rows, n, truncated = encode_docs(docs, tok, block_size=4)
-    assert truncated == 2 and n.tolist() == [3, 4, 4]
-    assert rows[0].tolist() == [7, 0, 1, 7, 7] and rows[2].tolist() == [7, 0, 1, 2, 3]
-
-
-@pytest.mark.parametrize("content, words", [
-    (None, "not found"), (b"", "no documents"), (b"  \n \n", "no documents"), (b"ab\n\xff\xfe\n", "not UTF-8"),
-])
-def test_bad_data_files(tmp_path, content, words):
-    path = tmp_path / "data.txt"
-    if content is not None:
-        path.write_bytes(content)
-    with pytest.raises(UserError, match=words):
-        load_docs(path)
-    with pytest.raises(UserError, match="directory"):
-        load_docs(tmp_path)
-
-
-NAMES = ["émile", "zoë", "anaïs", "josé", "ava"]  # accents, as names in other languages have them
-
-
-@pytest.mark.parametrize("encoding, line_end", [
-    ("utf-8", "\n"), ("utf-8-sig", "\n"), ("utf-8", "\r\n"), ("utf-8-sig", "\r\n"), ("utf-8", "\r"),
-    ("utf-16", "\r\n"), ("utf-16-be", "\n"), ("utf-32", "\n"), ("nfd", "\n"), ("two files joined", "\r\n"),
-])
-def test_a_text_file_from_any_editor_gives_the_same_documents(tmp_path, encoding, line_end):
-    """What Windows, macOS and Linux editors write for the same names: a byte-order mark or none,
-    UTF-16 or UTF-32 ("Unicode" in Windows' save dialog), CRLF, CR or LF, accents decomposed (macOS),
-    or two such files joined with cat: the same documents, so the same fingerprint and the same run."""
-    text = line_end.join(NAMES) + line_end
-    if encoding == "nfd":
-        raw = unicodedata.normalize("NFD", text).encode()
-    elif encoding == "two files joined":
-        raw = (line_end.join(NAMES[:2]) + line_end).encode("utf-8-sig") + (line_end.join(NAMES[2:])).encode("utf-8-sig")
-    elif encoding == "utf-16-be":
-        raw = codecs.BOM_UTF16_BE + text.encode("utf-16-be")
-    else:
-        raw = text.encode(encoding)
-    path = tmp_path / "names.txt"
-    path.write_bytes(raw)
-    assert load_docs(path) == NAMES
-    assert fingerprint(load_docs(path)) == fingerprint(NAMES)
-
-
-def test_legacy_and_binary_files_are_refused_with_what_to_do(tmp_path):
-    path = tmp_path / "names.txt"
-    path.write_bytes("émile\nzoë\n".encode("cp1252"))
-    with pytest.raises(UserError, match=r"not UTF-8 text: .*names.txt \(byte 0 is 0xe9\); if it was saved as "
-                                        r"Windows-1252 or Latin-1, convert it: iconv -f cp1252 -t utf-8"):
-        load_docs(path)
-    path.write_bytes("ab\n".encode("utf-16-le"))  # UTF-16 without its byte-order mark
-    with pytest.raises(UserError, match="holds NUL bytes"):
-        load_docs(path)
-
-
-def test_the_names_ship_with_the_package_and_flags_and_environment_still_win(tmp_path, monkeypatch):
-    import hashlib
-
-    from train.lib.data import NAMES_SHA256, embedded_names
-
-    shipped = embedded_names()
-    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == NAMES_SHA256
-    assert len(load_docs(shipped)) == 32033
-    monkeypatch.delenv("MICROJAX_DATA", raising=False)
-    assert resolve_data_path() == shipped
-    monkeypatch.setenv("MICROJAX_DATA", str(tmp_path / "env.txt"))
-    assert resolve_data_path() == tmp_path / "env.txt"
-    assert resolve_data_path(tmp_path / "flag.txt") == tmp_path / "flag.txt"
-
-
+# bad input ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, words", [
     (["--n-embd", "10", "--n-head", "3"], "divisible"),
     (["--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
@@ -326,6 +257,7 @@ def test_impossible_settings_are_clear_errors(tiny_data, argv, words):
         gpt_cli.main(["--data", str(tiny_data), *argv])
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_without_traceback(tmp_path):
     result = run_module("train.gpt", "--data", str(tmp_path / "missing.txt"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -335,6 +267,7 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
 def test_a_stop_signal_saves_and_the_run_resumes(tiny_data, tmp_path, sig, status):
     out = tmp_path / "ck"

@@ -17,8 +17,8 @@ from .lib.gradcheck import FD_SAMPLES, FD_STEP, Tolerance, gradient_check, hvp_c
 from .lib.problems import gpt_problem, mlp_problem
 
 MAX_FD_STEP = 1  # the weights are O(0.1-1): a step past that measures another function
-# The scalar twin's graph grows as n_embd^2 n_layer a position: with 4 layers and a 15-letter name,
-# --order 2 took half a minute and 1.2 GB at n_embd 32 (more past it); the defaults take a second or two.
+# The scalar twin's graph grows as n_embd^2 n_layer a position: past these sizes --order 2 takes minutes
+# and gigabytes (bench/README.md); the defaults take a second or two.
 LIMITS = {"n_layer": 4, "n_embd": 32, "n_head": 32, "block_size": 32}
 
 

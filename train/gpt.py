@@ -55,9 +55,7 @@ def main(argv=None):
     args.plot = output_file(args.plot, "--plot", PICTURES)
     args.probe_plot = output_file(args.probe_plot, "--probe-plot", PICTURES)
 
-    import jax  # after the checks, so that --help and bad flags answer at once
-
-    from .lib import devices
+    from .lib import devices  # jax starts here: after the checks, so that --help and bad flags answer at once
 
     enable_compilation_cache()
     devices.init_distributed()
