@@ -12,6 +12,7 @@ from train.lib import sampling
 from train.lib.data import Tokenizer
 
 
+@pytest.mark.slow  # two samplers compiled per case
 @pytest.mark.parametrize("seed, temperature, n_layer", [(0, 0.5, 1), (1, 1.0, 2), (2, 3.0, 1), (3, 0.05, 1)])
 def test_the_scan_draws_what_the_loop_draws(seed, temperature, n_layer):
     tokenizer = Tokenizer("abcdefghijklmnopqrstuvwxyz")
