@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import threading
 
 from .cli import (PICTURES, TEMPERATURE, ArgumentParser, FolderLock, UserError, add_config_flags,
                   enable_compilation_cache, number, output_dir, output_file, run as run_cli)
@@ -184,9 +185,16 @@ def train_and_sample(args, overrides):
         if say.failed:
             return f"its output cannot be written ({say.failed.strerror or say.failed})"
 
+    sampler = None
+    if args.num_samples and run.python_rng is not None:  # compiled on the other core while the model trains
+        sampler = threading.Thread(target=quietly, args=(sampling.prepare_sample_python, run.model, run.tokenizer,
+                                                         cfg.param_dtype, args.num_samples))
+        sampler.start()
     try:
         trained = loop.train(run, state, history, args.until_step, out, args.save_every, on_chunk)
     finally:
+        if sampler:
+            sampler.join()  # however training ends: the process never exits under a compiling thread
         if progress:
             progress.close()
         if metrics:
@@ -233,6 +241,14 @@ def train_and_sample(args, overrides):
         return 128 + signal.SIGPIPE
     if say.failed:
         raise UserError(f"the output cannot be written ({say.failed.strerror or say.failed})")
+
+
+def quietly(fn, *args):
+    """fn(*args) on a helper thread, where a failure only means the work is done again when needed."""
+    try:
+        fn(*args)
+    except Exception:
+        pass
 
 
 def open_metrics(path, history):

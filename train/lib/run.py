@@ -23,6 +23,7 @@ from models import gpt, gpt_scalar
 
 from . import sharding
 from .batches import pack, rows_per_step
+from .compiled import cached_jit
 from .config import TrainConfig
 from .data import Tokenizer, encode_docs, fingerprint, microgpt_order
 from .devices import batch_sharding, make_mesh, put, to_host
@@ -101,7 +102,7 @@ def prepare(cfg, docs, num_devices=None, source="", mesh=None):
     replicating it over the first `num_devices` devices."""
     sizes = sharding.parse_mesh(mesh) if isinstance(mesh, str) else mesh
     data_info = {"sha256": fingerprint(docs), "documents": len(docs), "path": str(source)}
-    key = jax.random.PRNGKey(cfg.seed)
+    key = cached_jit(jax.random.PRNGKey)(np.uint32(cfg.seed))  # as PRNGKey(seed) for every seed in range
     if cfg.rng == "python":
         rng, docs, tokenizer = microgpt_order(docs, cfg.seed)
     else:
@@ -138,7 +139,8 @@ def prepare(cfg, docs, num_devices=None, source="", mesh=None):
               put((rows, n), replicated), val_data, data_info, rng.getstate() if rng else None, shardings, whole)
     if shardings is None:
         params = put(params, replicated)
-        opt_state = jax.jit(lambda p: optimizer.init(ravel_pytree(p)[0]), out_shardings=replicated)(params)
+        opt_state = cached_jit(lambda p: optimizer.init(ravel_pytree(p)[0]), (cfg, total), name="opt_init",
+                               out_shardings=replicated)(params)
     else:  # one Adam state per parameter, laid out like it: a flat vector could not be split per matrix
         params = put(params, shardings)
         opt_state = jax.jit(optimizer.init, out_shardings=run.state_shardings.opt_state)(params)

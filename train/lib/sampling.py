@@ -9,22 +9,55 @@ import numpy as np
 
 from models import gpt
 
+from .compiled import cached_jit
 from .errors import UserError
-
-
-@partial(jax.jit, static_argnames="config")
-def _next_probs(params, cache, token, pos, temperature, config):
-    logits, cache = gpt.decode_step(params, cache, token, pos, config)
-    return jax.nn.softmax(logits / temperature), cache
 
 
 def sample_python(params, config, tokenizer, rng, num_samples, temperature):
     """microgpt's sampler: from BOS, softmax(logits / temperature), one `rng.choices` draw per token,
-    until BOS or block_size tokens. Uses and advances the Python `random.Random` it is given."""
-    dtype = params["wte"].dtype
+    until BOS or block_size tokens. Uses and advances the Python `random.Random` it is given.
+
+    Every draw of `rng.choices` takes one `rng.random()` (u) and picks the first token whose running
+    sum of probabilities exceeds u times their total: so the uniforms are drawn here, as many as the
+    samples could need, and one compiled scan makes every draw with that same arithmetic
+    (`_token_drawer`); the generator is then left as the draws actually made would leave it. Python
+    sums the probabilities in float64 whatever their dtype, so other dtypes take `sample_python_loop`.
+    """
+    if params["wte"].dtype != np.float64:
+        return sample_python_loop(params, config, tokenizer, rng, num_samples, temperature)
+    state = rng.getstate()
+    uniforms = np.array([rng.random() for _ in range(num_samples * config.block_size)])
+    drawn = np.asarray(_token_drawer(config, tokenizer.bos)(params, uniforms, np.asarray(temperature, uniforms.dtype)))
+    names, out, used = [], [], 0
+    for token in drawn.tolist():
+        used += 1
+        if token != tokenizer.bos:
+            out.append(token)
+        if token == tokenizer.bos or len(out) == config.block_size:
+            names.append(tokenizer.decode(out))
+            out = []
+            if len(names) == num_samples:
+                break
+    rng.setstate(state)
+    for _ in range(used):
+        rng.random()
+    return names
+
+
+def prepare_sample_python(config, tokenizer, dtype, num_samples):
+    """Compile (or load) what `sample_python` will run for these settings, ahead of it: the main job
+    does it on another thread while the model trains, so that a cold start compiles both at once."""
+    if np.dtype(dtype) == np.float64:
+        params = {k: jax.ShapeDtypeStruct(s, dtype) for k, s in gpt.param_shapes(config).items()}
+        uniforms = jax.ShapeDtypeStruct((num_samples * config.block_size,), np.float64)
+        _token_drawer(config, tokenizer.bos).prepare(params, uniforms, jax.ShapeDtypeStruct((), np.float64))
+
+
+def sample_python_loop(params, config, tokenizer, rng, num_samples, temperature):
+    """`sample_python` as microgpt writes it: one dispatch and one `rng.choices` per token."""
     names = []
     for _ in range(num_samples):
-        cache, token, out = gpt.init_cache(config, dtype), tokenizer.bos, []
+        cache, token, out = gpt.init_cache(config, params["wte"].dtype), tokenizer.bos, []
         for pos in range(config.block_size):
             probs, cache = _next_probs(params, cache, token, pos, temperature, config)
             token = rng.choices(range(config.vocab_size), weights=np.asarray(probs).tolist())[0]
@@ -33,6 +66,38 @@ def sample_python(params, config, tokenizer, rng, num_samples, temperature):
             out.append(token)
         names.append(tokenizer.decode(out))
     return names
+
+
+@partial(jax.jit, static_argnames="config")
+def _next_probs(params, cache, token, pos, temperature, config):
+    logits, cache = gpt.decode_step(params, cache, token, pos, config)
+    return jax.nn.softmax(logits / temperature), cache
+
+
+@lru_cache(maxsize=8)
+def _token_drawer(config, bos):
+    """f(params, uniforms (D,), temperature) -> the D tokens drawn, one a uniform, as microgpt's loop
+    draws them: each sample from BOS until it draws BOS or has block_size tokens, the next one after it."""
+
+    def draw_tokens(params, uniforms, temperature):
+        def step(carry, u):
+            cache, token, pos = carry
+            logits, cache = gpt.decode_step(params, cache, token, pos, config)
+            probs = jax.nn.softmax(logits / temperature)
+            # random.choices: itertools.accumulate's running sum, left to right, then bisect_right over
+            # all but the last; a scan keeps that order of additions (a cumsum need not), and unrolled
+            # it would only add compile time
+            _, running = jax.lax.scan(lambda c, p: (c + p, c + p), jnp.zeros((), probs.dtype), probs)
+            nxt = jnp.sum(running[:-1] <= u * running[-1]).astype(jnp.int32)
+            # a new sample keeps the cache: it writes each position before it attends to it, and
+            # attends to none after its own
+            done = (nxt == bos) | (pos + 1 == config.block_size)
+            return (cache, jnp.where(done, bos, nxt), jnp.where(done, 0, pos + 1)), nxt
+
+        start = (gpt.init_cache(config, params["wte"].dtype), jnp.int32(bos), jnp.int32(0))
+        return jax.lax.scan(step, start, uniforms)[1]
+
+    return cached_jit(draw_tokens, (config, bos))
 
 
 @lru_cache(maxsize=8)

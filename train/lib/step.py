@@ -20,6 +20,7 @@ from jax.sharding import NamedSharding
 
 from . import sharding
 from .batches import first_positions, length_buckets, one_per_row, packed_loss, real_length, unpack
+from .compiled import cached_jit
 from .devices import batch_sharding
 
 # XLA's CPU defaults split every op over the threads, which for this project's small matrices costs
@@ -110,5 +111,5 @@ def make_train_chunk(run, long_run=None):
     options = None
     if long_run and run.mesh.devices.flat[0].platform == "cpu":
         options = CPU_FLOAT64_OPTIONS if dtype == jnp.float64 else CPU_COMPILER_OPTIONS
-    return jax.jit(chunk, donate_argnums=0, out_shardings=(run.state_shardings, run.replicated),
-                   compiler_options=options)
+    return cached_jit(chunk, (run.cfg, run.model, run.total_steps, long_run), donate_argnums=0,
+                      out_shardings=(run.state_shardings, run.replicated), compiler_options=options)
