@@ -3,7 +3,8 @@
 `train_step` is pure: a `TrainState` and a batch in, the next `TrainState` and the loss out: the loss,
 its gradient and the optax update in one jit region. `make_train_chunk` wraps it for speed without
 changing it: `lax.scan` runs `chunk` steps per dispatch, one-document steps are cut to the shortest
-length bucket that holds the document, the parameters travel as one flat vector (so Adam is a few large
+length bucket that holds the document (the step's two halves, the gradient and `apply_gradients`,
+with a switch between them), the parameters travel as one flat vector (so Adam is a few large
 element-wise ops rather than a set per matrix; on a mesh that splits the parameters, train/lib/sharding.py,
 each keeps its own Adam state), and the state's buffers are donated.
 """
@@ -44,6 +45,11 @@ def train_step(state, batch, loss_fn, optimizer):
     """One optimizer step: loss_fn(params, batch) and its gradient, optax's update, the step counted.
     Returns (the next state, the loss). Pure, so it jits on its own and runs inside `lax.scan`."""
     loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
+    return apply_gradients(state, loss, grads, optimizer)
+
+
+def apply_gradients(state, loss, grads, optimizer):
+    """The second half of `train_step`: optax's update from the gradient, the step counted."""
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     return state._replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
                           step=state.step + 1), loss
@@ -83,16 +89,19 @@ def make_train_chunk(run, long_run=None):
         def cut_loss(length, flat, batch):
             return packed_loss(unravel(flat), first_positions(batch, length), model, dtype)
 
-        steps = [partial(train_step, loss_fn=partial(cut_loss, t), optimizer=optimizer) for t in buckets]
+        # buckets: the gradient's computation is switched by length, the update is the same for all
+        # (a switch over whole steps, Adam inside each branch, measured slower: bench/README.md)
+        by_length = [jax.value_and_grad(partial(cut_loss, t)) for t in buckets]
 
         def body(state, ids):
             batch = unpack(rows, n, ids, b, loss_dtype) if b > 1 else one_per_row(rows, n, ids, loss_dtype)
             batch = jax.lax.with_sharding_constraint(batch, row_sharding)
-            if len(steps) == 1:
-                state, loss = steps[0](state, batch)
+            if len(buckets) == 1:
+                state, loss = train_step(state, batch, partial(cut_loss, buckets[0]), optimizer)
             else:
-                state, loss = jax.lax.switch(jnp.searchsorted(jnp.array(buckets), real_length(batch)), steps,
-                                             state, batch)
+                which = jnp.searchsorted(jnp.array(buckets), real_length(batch))
+                state, loss = apply_gradients(state, *jax.lax.switch(which, by_length, state.params, batch),
+                                              optimizer)
             return state, loss.astype(loss_dtype)
 
         state, losses = jax.lax.scan(body, state._replace(params=flat), ids)
