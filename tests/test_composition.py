@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import microjax as mj
 
-from .test_engine import BINARY, UNARY, _Jax, run_program
+from .helpers import BINARY, UNARY, _Jax, run_program
 
 REL = 1e-9
 DIRECTION = [0.3, -0.7, 0.5]

@@ -9,7 +9,7 @@ import pytest
 
 import microjax as mj
 
-from .test_transforms import close
+from .helpers import close
 
 
 # custom_jvp and custom_vjp, JAX's decorator API ---------------------------------------------------

@@ -16,7 +16,7 @@ from hypothesis import assume, given, settings, strategies as st
 import microjax as mj
 from microjax import Value, grad, value_and_grad
 
-from .helpers import ROOT
+from .helpers import BINARY, ROOT, UNARY, _Jax, run_program
 
 REL = 1e-9  # values and gradients, float64 against float64
 
@@ -80,46 +80,12 @@ def test_no_gradients_to_zero_unlike_micrograd():
 
 
 # random expression graphs with shared sub-expressions, over every op --------------------------------
-UNARY = ("exp", "log", "tanh", "relu", "sigmoid", "neg", "pow2", "pow3", "pow_half", "inv", "abs", "sqrt", "sin",
-         "cos")
-BINARY = ("add", "sub", "mul", "div", "rsub", "radd", "rmul", "rdiv", "pow", "dot", "sum", "max", "min", "where")
-
-
-def run_program(program, leaves, lib):
-    """Each instruction applies an op to earlier nodes (any of them, so nodes are shared). Arguments of
-    log, sqrt, division and Value powers go through a positive `x*x + 0.5` first."""
-    nodes = list(leaves)
-    pos = lambda x: x * x + 0.5  # noqa: E731
-    for op, i, j in program:
-        x, y = nodes[i % len(nodes)], nodes[j % len(nodes)]
-        nodes.append({
-            "exp": lambda: lib.exp(lib.tanh(x)), "log": lambda: lib.log(pos(x)), "tanh": lambda: lib.tanh(x),
-            "relu": lambda: lib.relu(x), "sigmoid": lambda: lib.sigmoid(x), "neg": lambda: -x,
-            "pow2": lambda: x**2, "pow3": lambda: x**3, "pow_half": lambda: pos(x) ** 0.5, "inv": lambda: pos(x) ** -1,
-            "abs": lambda: abs(x), "sqrt": lambda: lib.sqrt(pos(x)), "sin": lambda: lib.sin(x), "cos": lambda: lib.cos(x),
-            "add": lambda: x + y, "sub": lambda: x - y, "mul": lambda: x * y, "div": lambda: x / pos(y),
-            "rsub": lambda: 1.5 - x, "radd": lambda: 2.0 + x, "rmul": lambda: 0.5 * x, "rdiv": lambda: 1.0 / pos(x),
-            "pow": lambda: pos(x) ** lib.tanh(y),
-            "dot": lambda: lib.dot([x, y, 0.5, x], [y, 2.0, x, x]), "sum": lambda: lib.sum([x, 1.5, y], y),
-            "max": lambda: lib.maximum(x, y), "min": lambda: lib.minimum(x, 0.5 * y),
-            "where": lambda: lib.where(x > y, x * y, x - y),
-        }[op]())
-    return sum(nodes[len(leaves):], nodes[0]) if len(nodes) > len(leaves) else nodes[0] * 1.0
-
-
-class _Jax:
-    exp, log, tanh, sigmoid, sqrt, sin, cos = jnp.exp, jnp.log, jnp.tanh, jax.nn.sigmoid, jnp.sqrt, jnp.sin, jnp.cos
-    maximum, minimum, where = jnp.maximum, jnp.minimum, jnp.where
-    relu = staticmethod(jax.nn.relu)
-    dot = staticmethod(lambda xs, ys: sum(x * y for x, y in zip(xs, ys)))
-    sum = staticmethod(lambda xs, start: sum(xs, start))
-
-
 PROGRAMS = st.lists(st.tuples(st.sampled_from(UNARY + BINARY), st.integers(0, 50), st.integers(0, 50)),
                     min_size=1, max_size=25)
 
 
 # XLA on the CPU flushes subnormal numbers to zero, which Python floats do not: leave them out.
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(leaves=st.lists(st.floats(-2, 2, allow_subnormal=False), min_size=1, max_size=4), program=PROGRAMS)
 def test_random_expression_graphs_match_jax(leaves, program):
@@ -178,6 +144,7 @@ def test_single_weight_gradient_descent_16_to_064_to_00256():
 
 
 # the lesson's MLP against jax.grad on the JAX model ------------------------------------------------
+@pytest.mark.slow
 def test_lesson_mlp_loss_gradient_matches_jax_for_every_parameter():
     from models import mlp as jmlp
     from train.mlp import SIZES, XS, YS

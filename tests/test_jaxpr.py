@@ -108,6 +108,7 @@ FUNCTIONS = [  # (microjax, JAX, arguments)
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("f, jf, args", FUNCTIONS)
 def test_jaxprs_of_f_grad_and_hessian_compute_jaxs_numbers_when_run_by_jax(f, jf, args):
     nums = tuple(range(len(args)))

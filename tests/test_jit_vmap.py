@@ -59,6 +59,7 @@ def test_jit_keyword_arguments_and_closures_over_an_enclosing_transform():
     assert mj.grad(mj.grad(lambda x: mj.jit(lambda y: x * x * y)(2.0)))(3.0) == 4.0
 
 
+@pytest.mark.slow
 def test_the_compiled_program_and_the_interpreter_give_the_same_floats():
     from bench.engine_cases import gpt_first_step
     from models import gpt_scalar
@@ -121,6 +122,7 @@ def _jax_vmap(f, **kw):
 
 
 # the lesson MLP: per-example gradients, and the gradient of a vmapped mean ------------------------------
+@pytest.mark.slow
 def test_per_example_gradients_of_the_lesson_mlp_as_jax():
     from models import mlp as jmlp
     from train.mlp import SIZES, XS, YS

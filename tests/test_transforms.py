@@ -12,15 +12,8 @@ from hypothesis import assume, given, settings, strategies as st
 
 import microjax as mj
 
-from .test_engine import BINARY, UNARY, _Jax, run_program
+from .helpers import BINARY, UNARY, _Jax, close, run_program
 
-REL = 1e-8  # relative to the largest entry of JAX's result, float64 against float64
-
-
-def close(ours, theirs):
-    theirs = np.asarray(theirs, np.float64)
-    scale = max(1.0, float(np.max(np.abs(theirs), initial=0.0)))
-    np.testing.assert_allclose(np.asarray(ours, np.float64), theirs, rtol=REL, atol=REL * scale)
 
 
 def finite(*trees):
@@ -34,6 +27,7 @@ def finite(*trees):
        direction=st.lists(st.floats(-1, 1, allow_subnormal=False), min_size=3, max_size=3),
        program=st.lists(st.tuples(st.sampled_from(UNARY + BINARY), st.integers(0, 50), st.integers(0, 50)),
                         min_size=1, max_size=12))
+@pytest.mark.slow
 def test_random_graphs_forward_mode_hessian_hvp_and_third_order_match_jax(leaves, direction, program):
     n, v = len(leaves), direction
     f = lambda xs: run_program(program, xs, mj)  # noqa: E731
