@@ -77,7 +77,9 @@ def run_jit(args):
 
     from models import gpt_scalar
 
-    from .micrograd_demo import loss as demo_loss, micrograd_pass, moons, params_from_micrograd
+    from train.lib.lesson import moons
+
+    from .micrograd_demo import loss as demo_loss, micrograd_pass, params_from_micrograd
 
     rows = []
     gpt_args = gpt_first_step()
