@@ -26,9 +26,11 @@ def _check_jvp_args(primals, tangents):
     _number_leaves(tree_flatten(tuple(tangents))[0], "the tangents")
 
 
-def _tangent_pass(fun, primals, has_aux, who):
-    """Trace f on the primals and return (out leaves, out tree, aux, traced, a function seeds -> tangents)."""
-    out, traced, nested = trace(fun, primals, {}, range(len(primals)), who)
+def _tangent_pass(fun, primals, has_aux, who, kwargs=None, argnums=None):
+    """Trace f on the primals (those at argnums, by default all) and return (out leaves, out tree, aux,
+    traced, a function seeds -> tangents)."""
+    nums = range(len(primals)) if argnums is None else argnums
+    out, traced, nested = trace(fun, primals, kwargs or {}, nums, who)
     out, aux = _split_aux(out, has_aux)
     outs, out_tree = tree_flatten(out)
     _number_leaves(outs, "the outputs of f")
@@ -81,14 +83,8 @@ def jacfwd(fun, argnums=0, has_aux=False):
     @pauses_cycle_collection
     def jacobian(*args, **kwargs):
         nums = _argnums(argnums, len(args))
-        out, traced, nested = trace(fun, args, kwargs, nums, "jacfwd")
-        out, aux = _split_aux(out, has_aux)
-        outs, out_tree = tree_flatten(out)
-        _number_leaves(outs, "the outputs of f")
-        leaves = [v for _, fresh in traced for v in fresh]
-        order = graph_order(outs, leaves)
-        _forward_mode_allowed(order)
-        columns = {v: push_tangents(order, {v: 1.0}, nested or _staged(outs)) for v in leaves}
+        outs, out_tree, aux, traced, push = _tangent_pass(fun, args, has_aux, "jacfwd", kwargs, nums)
+        columns = {v: push({v: 1.0}) for _, fresh in traced for v in fresh}
         jac = out_tree.unflatten([_per_argument(traced, {v: col.get(o) for v, col in columns.items()}, argnums)
                                   for o in outs])
         return (jac, aux) if has_aux else jac

@@ -13,7 +13,6 @@ resumes on any mesh: each array is built for the new layout from the blocks each
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import jax
@@ -46,17 +45,11 @@ def save_checkpoint(directory, params, opt_state, meta, history=()):
     tensors.update(history_tensors(history))
     blob = save(tensors, metadata={"format": FORMAT, "meta": json.dumps(meta), "sha256": _digest(tensors)})
     path = directory / FILENAME
-    tmp = directory / f".{FILENAME}.tmp"
     try:
         directory.mkdir(parents=True, exist_ok=True)  # again: the folder may have been removed since the start
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind, and the old one whole
         raise UserError(f"cannot write a checkpoint to {directory}: {e.strerror or e}") from None
+    shards.atomic_write(path, blob)
     return path
 
 

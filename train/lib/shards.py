@@ -54,7 +54,9 @@ def _digest(array):
     return hashlib.sha256(f"{a.dtype.str}:{a.shape}".encode() + a.tobytes()).hexdigest()
 
 
-def _atomic_write(path, blob):
+def atomic_write(path, blob):
+    """Write `path` so that a reader sees the old file or the new one, never half of it; a failure (a full
+    disk) leaves no half-written file behind, and is one line."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -99,7 +101,7 @@ def save(directory, arrays, meta, host=None):
         (directory / SHARDS).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot write a checkpoint to {directory}: {e.strerror or e}") from None
-    _atomic_write(directory / SHARDS / f"{header[:32]}.safetensors", blob)
+    atomic_write(directory / SHARDS / f"{header[:32]}.safetensors", blob)
     headers = [header]
     if count > 1:  # every process's digest to every process: the files are all written after this
         from jax.experimental import multihost_utils
@@ -112,7 +114,7 @@ def save(directory, arrays, meta, host=None):
     manifest = {"format": FORMAT, "meta": meta, "headers": headers,
                 "files": [f"{h[:32]}.safetensors" for h in headers], "arrays": entries}
     manifest["sha256"] = _manifest_digest(manifest)
-    _atomic_write(directory / MANIFEST, json.dumps(manifest).encode())
+    atomic_write(directory / MANIFEST, json.dumps(manifest).encode())
     for stale in old - set(manifest["files"]):
         (directory / SHARDS / stale).unlink(missing_ok=True)
     return directory / MANIFEST
