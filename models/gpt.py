@@ -92,37 +92,55 @@ def _weights(q, k, mask, sqrt_d):
     return jax.nn.softmax(scores + bias[..., None, :, :], axis=-1)
 
 
-def _mix(q, k, v, mask, sqrt_d):
-    """Every head's weighted sum of values (..., T, H, D), and the weights."""
+def _mix(q, k, v, mask, sqrt_d, drop=None):
+    """Every head's weighted sum of values (..., T, H, D), and the weights (before `drop`, dropout's)."""
     w = _weights(q, k, mask, sqrt_d)  # (..., H, T, S): each query's weights over the keys
-    return jnp.einsum("...hts,...shd->...thd", w, v), w
+    return jnp.einsum("...hts,...shd->...thd", w if drop is None else drop(w), v), w
 
 
-def _attention(q, k, v, mask, config, fast=False):
-    """Multi-head attention of queries (..., T, C) over keys/values (..., S, C) where mask (..., T, S) allows."""
+def _attention(q, k, v, mask, config, fast=False, drop=None):
+    """Multi-head attention of queries (..., T, C) over keys/values (..., S, C) where mask (..., T, S) allows.
+    `drop`: dropout on the attention weights (training with dropout takes the plain path: the fast
+    backward pass keeps no dropout mask)."""
     q, k, v = (_heads(t, config) for t in (q, k, v))
-    out, weights = (_mix_fast if fast else _mix)(q, k, v, mask, math.sqrt(config.head_dim))
+    sqrt_d = math.sqrt(config.head_dim)
+    out, weights = _mix(q, k, v, mask, sqrt_d, drop) if drop or not fast else _mix_fast(q, k, v, mask, sqrt_d)
     return out.reshape(*out.shape[:-2], config.n_embd), weights  # (..., T, H, D) -> (..., T, C)
 
 
-def _block(params, i, x, attend):
-    """One transformer block; `attend(q, k, v)` mixes positions (causal full attention or a KV cache)."""
+def dropout(x, rate, key):
+    """Inverted dropout: each element kept with probability 1 - rate and scaled by 1 / (1 - rate)."""
+    keep = jax.random.bernoulli(key, 1 - rate, x.shape)
+    return jnp.where(keep, x / (1 - rate), 0).astype(x.dtype)
+
+
+def _block(params, i, x, attend, drop=lambda x, site: x):
+    """One transformer block; `attend(q, k, v)` mixes positions (causal full attention or a KV cache).
+    `drop(x, site)`: dropout after each projection back into the residual stream, as nanoGPT's."""
     p = f"layer{i}."
     h = rmsnorm(x)
-    x = x + linear(attend(linear(h, params[p + "attn_wq"]), linear(h, params[p + "attn_wk"]),
-                          linear(h, params[p + "attn_wv"])), params[p + "attn_wo"])
+    x = x + drop(linear(attend(linear(h, params[p + "attn_wq"]), linear(h, params[p + "attn_wk"]),
+                               linear(h, params[p + "attn_wv"])), params[p + "attn_wo"]), 3 * i + 1)
     h = rmsnorm(x)
-    return x + linear(jax.nn.relu(linear(h, params[p + "mlp_fc1"])), params[p + "mlp_fc2"])
+    return x + drop(linear(jax.nn.relu(linear(h, params[p + "mlp_fc1"])), params[p + "mlp_fc2"]), 3 * i + 2)
 
 
-def apply(params, tokens, config, positions=None, segments=None, return_attention=False, fast=False):
+def apply(params, tokens, config, positions=None, segments=None, return_attention=False, fast=False,
+          dropout_rate=0.0, key=None):
     """Logits (..., T, vocab) for tokens (T,) or (B, T), every position attending to itself and before.
 
     Packed rows, several documents side by side in one row, give each token its position within its
     document and a segment id; a token then attends only within its own segment. With
     `return_attention`, also the softmax weights the logits were computed with, (..., n_layer, H, T, T).
     `fast`: the same numbers, with the hand-written backward passes of the last section (no forward mode).
+    `dropout_rate` with a `key`: training's dropout, at nanoGPT's places (the embedding, the attention
+    weights, each block's two projections), each site with its own key folded from `key`.
     """
+    if dropout_rate and key is not None:
+        def drop(x, site):
+            return dropout(x, dropout_rate, jax.random.fold_in(key, site))
+    else:
+        drop = None
     lookup = _embed_fast if fast else embed
     T = tokens.shape[-1]
     mask = jnp.tril(jnp.ones((T, T), bool))
@@ -133,19 +151,23 @@ def apply(params, tokens, config, positions=None, segments=None, return_attentio
     attention = []
 
     def attend(q, k, v):
-        out, weights = _attention(q, k, v, mask, config, fast)
+        weights_drop = drop and (lambda w: drop(w, 3 * len(attention)))
+        out, weights = _attention(q, k, v, mask, config, fast, weights_drop)
         attention.append(weights)
         return out
 
+    if drop:
+        x = drop(x, 3 * config.n_layer)
     for i in range(config.n_layer):
-        x = _block(params, i, x, attend)
+        x = _block(params, i, x, attend, *([drop] if drop else []))
     logits = linear(x, params["lm_head"])
     return (logits, jnp.stack(attention, axis=-4)) if return_attention else logits
 
 
-def token_nll(params, tokens, targets, config, positions=None, segments=None, fast=False):
+def token_nll(params, tokens, targets, config, positions=None, segments=None, fast=False, dropout_rate=0.0,
+              key=None):
     """-log p(target) at every position, in at least float32 (bfloat16 models get a float32 loss)."""
-    logits = apply(params, tokens, config, positions, segments, fast=fast)
+    logits = apply(params, tokens, config, positions, segments, fast=fast, dropout_rate=dropout_rate, key=key)
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     logp = jax.nn.log_softmax(logits, axis=-1)
     return -jnp.sum(logp * jax.nn.one_hot(targets, config.vocab_size, dtype=logp.dtype), axis=-1)

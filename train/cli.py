@@ -98,11 +98,11 @@ def _checked(allowed):
     return convert
 
 
-def add_config_flags(parser, config_class, names=None, highest=None, prefix=""):
+def add_config_flags(parser, config_class, names=None, highest=None, prefix="", help=None):
     """A flag per field of a config dataclass (or the `names` given), its type, choices and help taken
     from the field: each flag defaults to None, so that the flags given can be told from the rest (a
     resumed run refuses some), and the help states the dataclass's default. `highest` lowers upper
-    bounds, {field: limit}; `prefix` begins each help text."""
+    bounds, {field: limit}; `prefix` begins each help text; `help` replaces some, {field: text}."""
     for f in dataclasses.fields(config_class):
         if names is not None and f.name not in names:
             continue
@@ -114,7 +114,7 @@ def add_config_flags(parser, config_class, names=None, highest=None, prefix=""):
             kind = _checked(allowed)
         default = "" if f.default is None else f" ({f.default})"
         parser.add_argument("--" + f.name.replace("_", "-"), type=kind, choices=rule["choices"], default=None,
-                            help=f"{prefix}{rule['help']}{default}")
+                            help=f"{prefix}{(help or {}).get(f.name, rule['help'])}{default}")
 
 
 SEED = _checked(SEED_RANGE)

@@ -2,7 +2,9 @@
 
 With no flags it is microgpt.py, exactly: seed 42, one document per step, float64, Adam with linear
 decay, 1,000 steps, 20 samples at temperature 0.5. Flags carry it further: batches, JAX keys,
-a held-out split, checkpoints and resume, several devices, bfloat16.
+a held-out split, checkpoints and resume, several devices, bfloat16; one long text (--format text) and
+nanoGPT's training features (AdamW, warm-up and cosine, clipping, dropout, accumulation); and presets,
+such as nanoGPT's Shakespeare (--preset shakespeare-char-cpu).
 """
 
 import json
@@ -13,22 +15,29 @@ import threading
 
 from .cli import (PICTURES, TEMPERATURE, ArgumentParser, FolderLock, UserError, add_config_flags,
                   enable_compilation_cache, number, output_dir, output_file, run as run_cli)
-from .lib import flops
+from .lib import flops, presets
 from .lib.config import MAX_STEPS, TrainConfig
 from .lib.progress import Progress
 
 
 def build_parser():
     p = ArgumentParser(prog="python -m train.gpt", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", help="text file, one document per line (default: $MICROJAX_DATA, else the names.txt "
-                                  "shipped with microjax)")
-    add_config_flags(p, TrainConfig)
-    p.add_argument("--temperature", type=TEMPERATURE, default=0.5, help="sampling temperature, 0.001 or more (0.5)")
-    p.add_argument("--num-samples", type=number(int, 0, 10**6), default=20, help="names to sample after training (20)")
+    p.add_argument("--data", help="text file: one document per line, or with --format text one text (default: the "
+                                  "preset's data set; for microgpt $MICROJAX_DATA, else the names.txt shipped with "
+                                  "microjax)")
+    add_config_flags(p, TrainConfig, help={"preset": PRESET_HELP})
+    p.add_argument("--temperature", type=TEMPERATURE, help="sampling temperature, 0.001 or more (0.5 for names, "
+                                                           "0.8 for text)")
+    p.add_argument("--num-samples", type=number(int, 0, 10**6),
+                   help="names to sample after training (20); for a text, passages of --max-new-tokens (1)")
+    p.add_argument("--max-new-tokens", type=number(int, 1, 10**7), default=500,
+                   help="characters each text sample draws (500)")
     p.add_argument("--out", help="checkpoint folder: saved at the end, every --save-every steps, and on Ctrl-C or "
                                  "SIGTERM; one run at a time")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--save-every", type=number(int, 0, MAX_STEPS), default=0, help="also save every this many steps")
+    p.add_argument("--keep-best", action="store_true",
+                   help="also keep the checkpoint of the lowest val loss so far, in --out/best")
     p.add_argument("--until-step", type=number(int, 1, MAX_STEPS),
                    help="stop after this step (the schedule still spans --steps)")
     p.add_argument("--devices", type=number(int, 1, 65536), help="use only the first N devices")
@@ -43,9 +52,18 @@ def build_parser():
     return p
 
 
+PRESET_HELP = ("start from a named configuration; flags given override its fields: "
+               + "; ".join(f"{name}{' (the default)' if name == presets.DEFAULT else ''}: {about}"
+                           for name, about in presets.ABOUT.items()))
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    if args.preset is not None:
+        overrides = {**presets.settings(args.preset), **overrides}
+    if args.keep_best and not args.out:
+        raise UserError("--keep-best needs --out DIR, where to keep it")
     if args.resume and not args.out:
         raise UserError("--resume needs --out DIR, the checkpoint folder")
     if args.probe_plot and args.probe is None:
@@ -111,7 +129,7 @@ class Output:
 def train_and_sample(args, overrides):
     import jax
 
-    from .lib import checkpoint, devices, loop, run as runs, sampling, sharding
+    from .lib import checkpoint, devices, generate, loop, run as runs, sampling, sharding, text
     from .lib.data import load_docs, resolve_data_path
 
     mesh = sharding.parse_mesh(args.mesh) if args.mesh is not None else None
@@ -123,8 +141,8 @@ def train_and_sample(args, overrides):
     cfg = checkpoint.resumed_config(saved[1], overrides) if saved else TrainConfig(**overrides)
     if cfg.compute_dtype == jax.numpy.float64:
         jax.config.update("jax_enable_x64", True)
-    data_path = resolve_data_path(args.data)
-    docs = load_docs(data_path)
+    data_path = resolve_data_path(args.data, cfg.preset)
+    docs = text.load_text(data_path) if cfg.format == "text" else load_docs(data_path)
     run, state = runs.prepare(cfg, docs, args.devices, source=data_path, mesh=mesh)
     history = []
     if saved:
@@ -139,9 +157,21 @@ def train_and_sample(args, overrides):
     say(f"devices: {run.mesh.size}{f' of {available}' if available != run.mesh.size else ''} ({platform})"
         + (f" | {sharding.describe(run.mesh, state.params, state.opt_state, run.whole)}"
            if mesh or run.mesh.size > 1 else ""))
-    say(f"num docs: {len(docs)} (train {len(run.train_docs)}, val {len(run.val_docs)}) | vocab size: "
-        f"{run.model.vocab_size} | num params: {sum(p.size for p in state.params.values())} | truncated to "
-        f"block_size: {run.truncated}" + (f" | resumed at step {step}" if saved else ""))
+    params_line = f"vocab size: {run.model.vocab_size} | num params: {sum(p.size for p in state.params.values())}"
+    resumed = f" | resumed at step {step}" if saved else ""
+    if run.is_text:
+        val_tokens = run.val_data[0].shape[0] if run.val_data else 0
+        say(f"text: {len(docs):,} characters (train {run.train_tokens:,}, val {val_tokens:,}) | {params_line} | "
+            f"preset: {cfg.preset}{resumed}")
+    else:
+        say(f"num docs: {len(docs)} (train {len(run.train_docs)}, val {len(run.val_docs)}) | {params_line} | "
+            f"truncated to block_size: {run.truncated}" + (f" | preset: {cfg.preset}" if cfg.preset != presets.DEFAULT
+                                                           else "") + resumed)
+        if run.truncated:
+            longest = max(len(d) for d in run.train_docs + run.val_docs)
+            say(f"note: {run.truncated} documents are longer than the context and were cut to {cfg.block_size - 1} "
+                f"characters; --block-size {longest + 1} fits them all, or --format text trains on the file as one "
+                "text", file=sys.stderr)
     if args.probe is not None:
         before = sampling.probe(devices.to_host(state.params), run.model, run.tokenizer, args.probe, top=None)
         show_probe(say, "before training", before, args.probe)
@@ -179,19 +209,22 @@ def train_and_sample(args, overrides):
         val = next(((r["step"], r["val_loss"]) for r in reversed(chunk.rows) if "val_loss" in r), val)
         if progress:
             last = [r for r in chunk.rows if "loss" in r][-1]
-            progress.update(last["step"], last["loss"], val[1], val[0], chunk.step * cfg.batch_size / len(run.train_docs),
+            progress.update(last["step"], last["loss"], val[1], val[0], run.epochs_done(chunk.step),
                             speed and speed["tokens_per_second"], chunk.seconds if chunk.compiled else None,
                             speed and speed.get("mfu"))
         if say.failed:
             return f"its output cannot be written ({say.failed.strerror or say.failed})"
 
     sampler = None
-    if args.num_samples and run.python_rng is not None:  # compiled on the other core while the model trains
+    num_samples = args.num_samples if args.num_samples is not None else (1 if run.is_text else 20)
+    temperature = args.temperature or (0.8 if run.is_text else 0.5)
+    if num_samples and run.python_rng is not None:  # compiled on the other core while the model trains
         sampler = threading.Thread(target=quietly, args=(sampling.prepare_sample_python, run.model, run.tokenizer,
-                                                         cfg.param_dtype, args.num_samples))
+                                                         cfg.param_dtype, num_samples))
         sampler.start()
     try:
-        trained = loop.train(run, state, history, args.until_step, out, args.save_every, on_chunk)
+        trained = loop.train(run, state, history, args.until_step, out, args.save_every, on_chunk,
+                             keep_best=args.keep_best)
     finally:
         if sampler:
             sampler.join()  # however training ends: the process never exits under a compiling thread
@@ -227,13 +260,24 @@ def train_and_sample(args, overrides):
 
         plot_losses(history, args.plot)
         say(f"saved loss curve to {args.plot}")
-    if args.num_samples and not say.failed:
+    whole = next((r["val_whole"] for r in reversed(history) if "val_whole" in r), None)
+    if whole is not None:
+        say(f"val loss over the whole validation split at step {step}: {whole:.4f}")
+    if num_samples and run.is_text and not say.failed:
+        for i in range(num_samples):
+            say("--- sample ---" if i == 0 else "---")
+            for piece in generate.stream(params, run.model, run.tokenizer, runs.subkey(state.key, "sample", i), "",
+                                args.max_new_tokens, temperature):
+                say.write(piece)
+                say.flush()
+            say("")
+    elif num_samples and not say.failed:
         if run.python_rng is not None:
             names = sampling.sample_python(params, run.model, run.tokenizer, sampling.python_rng(run.python_rng),
-                                           args.num_samples, args.temperature)
+                                           num_samples, temperature)
         else:
             key = runs.subkey(state.key, "sample")
-            names = sampling.sample_jax(params, run.model, run.tokenizer, key, args.num_samples, args.temperature)
+            names = sampling.sample_jax(params, run.model, run.tokenizer, key, num_samples, temperature)
         say("--- inference (new, hallucinated names) ---")
         for i, name in enumerate(names):
             say(f"sample {i + 1:2d}: {name}")

@@ -1,17 +1,25 @@
-"""python -m train.sample --checkpoint DIR: new names from a saved model.
+"""python -m train.sample --checkpoint DIR: new names, or for a text model a passage, from a saved model.
 
-Jitted KV-cache decoding: `lax.scan` over positions, `vmap` over samples, JAX keys from --seed.
+Jitted KV-cache decoding with JAX keys from --seed. Names: `lax.scan` over positions, `vmap` over
+samples. Text: each character printed as it is drawn, the context cropped to the model's block_size
+as nanoGPT's `generate` does.
 """
 
-from .cli import SEED, TEMPERATURE, ArgumentParser, enable_compilation_cache, number, run as run_cli
+import sys
+
+from .cli import SEED, TEMPERATURE, ArgumentParser, UserError, enable_compilation_cache, number, run as run_cli
 
 
 def build_parser():
     p = ArgumentParser(prog="python -m train.sample", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="folder (or file) written by train.gpt --out")
-    p.add_argument("--num-samples", type=number(int, 1, 10**6), default=20, help="names to draw (20)")
-    p.add_argument("--temperature", type=TEMPERATURE, default=0.5, help="softmax temperature, 0.001 or more (0.5)")
-    p.add_argument("--prompt", default="", help="every name starts with these characters")
+    p.add_argument("--num-samples", type=number(int, 1, 10**6), help="names to draw (20); passages of a text (1)")
+    p.add_argument("--temperature", type=TEMPERATURE, help="softmax temperature, 0.001 or more (0.5 for names, "
+                                                           "0.8 for text)")
+    p.add_argument("--prompt", default="", help="every name (or passage) starts with these characters")
+    p.add_argument("--max-new-tokens", type=number(int, 1, 10**7),
+                   help="a text model: characters to draw after the prompt (500)")
+    p.add_argument("--top-k", type=number(int, 1, 10**6), help="a text model: draw from the k likeliest only")
     p.add_argument("--seed", type=SEED, default=0, help="JAX random seed (0)")
     return p
 
@@ -21,14 +29,38 @@ def main(argv=None):
     import jax
 
     from .lib.checkpoint import load_model
+    from .lib.generate import stream
     from .lib.sampling import sample_jax
 
     enable_compilation_cache()
     params, config, tokenizer = load_model(args.checkpoint)
-    names = sample_jax(params, config, tokenizer, jax.random.PRNGKey(args.seed), args.num_samples,
-                       args.temperature, args.prompt)
-    for i, name in enumerate(names):
-        print(f"sample {i + 1:2d}: {name}")
+    key = jax.random.PRNGKey(args.seed)
+    if tokenizer.has_bos:
+        if args.max_new_tokens is not None:
+            raise UserError("a names model ends each name at BOS; --max-new-tokens is for text models")
+        if args.top_k is not None:
+            raise UserError("a names model draws from its whole softmax; --top-k is for text models")
+        names = sample_jax(params, config, tokenizer, key, _given(args.num_samples, 20),
+                           _given(args.temperature, 0.5), args.prompt)
+        for i, name in enumerate(names):
+            print(f"sample {i + 1:2d}: {name}")
+        return
+    for i in range(_given(args.num_samples, 1)):
+        # made before anything is printed: a prompt outside the vocabulary is an error, not half a passage
+        pieces = stream(params, config, tokenizer, jax.random.fold_in(key, i), args.prompt,
+                        _given(args.max_new_tokens, 500), _given(args.temperature, 0.8), args.top_k)
+        if i:
+            print("---")
+        sys.stdout.write(args.prompt)
+        for piece in pieces:  # a reader that has gone (`| head`) is a BrokenPipeError here, for run_cli
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        print()
+
+
+def _given(value, default):
+    """A flag's value, or its default for this kind of model (names and text differ)."""
+    return default if value is None else value
 
 
 if __name__ == "__main__":

@@ -95,9 +95,18 @@ def real_length(batch):
     return jnp.max(jnp.sum(batch[-1] > 0, axis=-1))
 
 
-def packed_loss(params, batch, model, compute_dtype):
-    """The weighted sum of -log p over a batch from `unpack` or `one_per_row`: microgpt's loss. Computed
-    with the model's fast backward passes (`models.gpt`, fast=True), which training differentiates."""
+def packed_loss(params, batch, model, compute_dtype, dropout_rate=0.0, key=None):
+    """The weighted sum of -log p over a batch from `unpack`, `one_per_row` or `text_batch`: microgpt's
+    loss (nanoGPT's for text). Computed with the model's fast backward passes (`models.gpt`, fast=True),
+    which training differentiates; `dropout_rate` and `key`: training's dropout."""
     tokens, targets, positions, segments, weights = batch
     params = in_compute_dtype(params, compute_dtype)
-    return jnp.sum(weights * gpt.token_nll(params, tokens, targets, model, positions, segments, fast=True))
+    return jnp.sum(weights * gpt.token_nll(params, tokens, targets, model, positions, segments, fast=True,
+                                           dropout_rate=dropout_rate, key=key))
+
+
+def text_batch(rows, dtype):
+    """The batch of windows (..., B, T + 1) of one text, with `unpack`'s outputs: every position counts the
+    same, so the weighted sum is nanoGPT's loss, the mean over all B * T positions."""
+    weights = jnp.full(rows[..., 1:].shape, 1 / (rows.shape[-2] * (rows.shape[-1] - 1)), dtype)
+    return rows[..., :-1], rows[..., 1:], None, None, weights

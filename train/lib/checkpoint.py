@@ -101,14 +101,22 @@ def read_checkpoint(directory):
     return tensors, meta
 
 
+EVAL_EXTRAS = ("train_loss", "val_whole")  # what an evaluation row may hold beside val_loss (NaN: absent)
+
+
 def history_tensors(rows):
-    """Metrics rows ({"step", "loss"} and {"step", "val_loss"}) as arrays; exact, float64."""
+    """Metrics rows ({"step", "loss"}, and evaluations {"step", "val_loss"} with EVAL_EXTRAS) as arrays;
+    exact, float64."""
     losses = [r for r in rows if "loss" in r]
     vals = [r for r in rows if "val_loss" in r]
-    return {"history/step": np.array([r["step"] for r in losses], np.int64),
-            "history/loss": np.array([r["loss"] for r in losses], np.float64),
-            "history/val_step": np.array([r["step"] for r in vals], np.int64),
-            "history/val_loss": np.array([r["val_loss"] for r in vals], np.float64)}
+    tensors = {"history/step": np.array([r["step"] for r in losses], np.int64),
+               "history/loss": np.array([r["loss"] for r in losses], np.float64),
+               "history/val_step": np.array([r["step"] for r in vals], np.int64),
+               "history/val_loss": np.array([r["val_loss"] for r in vals], np.float64)}
+    for name in EVAL_EXTRAS:
+        if any(name in r for r in vals):
+            tensors[f"history/{name}"] = np.array([r.get(name, np.nan) for r in vals], np.float64)
+    return tensors
 
 
 def history_rows(tensors):
@@ -117,8 +125,11 @@ def history_rows(tensors):
         return []
     rows = [(int(s), 1, {"step": int(s), "loss": float(x)})
             for s, x in zip(tensors["history/step"], tensors["history/loss"])]
-    rows += [(int(s), 2, {"step": int(s), "val_loss": float(x)})
-             for s, x in zip(tensors["history/val_step"], tensors["history/val_loss"])]
+    extras = {name: tensors[f"history/{name}"] for name in EVAL_EXTRAS if f"history/{name}" in tensors}
+    for i, (s, x) in enumerate(zip(tensors["history/val_step"], tensors["history/val_loss"])):
+        row = {"step": int(s), "val_loss": float(x)}
+        row.update({name: float(v[i]) for name, v in extras.items() if not np.isnan(v[i])})
+        rows.append((int(s), 2, row))
     return [row for *_, row in sorted(rows, key=lambda r: r[:2])]
 
 
@@ -157,8 +168,9 @@ def restore(tensors, prefix, template):
 # -- what a run saves, and resuming it -----------------------------------------------------------------
 def run_meta(run, state):
     return {"step": int(to_host(state.step)), "total_steps": run.total_steps, "train": dataclasses.asdict(run.cfg),
-            "model": dataclasses.asdict(run.model), "vocab": run.tokenizer.chars, "data": run.data_info,
-            "python_rng": run.python_rng, "jax_key": to_host(state.key).tolist()}
+            "model": dataclasses.asdict(run.model), "vocab": run.tokenizer.chars, "bos": run.tokenizer.has_bos, "data": run.data_info,
+            "python_rng": run.python_rng, "jax_key": to_host(state.key).tolist(),
+            "compute_dtype": np.dtype(run.cfg.compute_dtype).name}
 
 
 def save_run(directory, run, state, history):
@@ -232,6 +244,8 @@ def _reshard(tensors, prefix, template, layout):
 
 
 def _describe(data):
+    if "characters" in data:
+        return f"{data['characters']:,} characters from {data.get('path', '?')}, sha256 {data['sha256'][:12]}…"
     return f"{data.get('documents', '?')} documents from {data.get('path', '?')}, sha256 {data['sha256'][:12]}…"
 
 
@@ -240,7 +254,7 @@ def load_model(directory):
     tensors, meta = read_checkpoint(directory)
     try:
         config = gpt.GPTConfig(**meta["model"])
-        tokenizer = Tokenizer(meta["vocab"])
+        tokenizer = Tokenizer(meta["vocab"], bool(meta.get("bos", True)))
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"damaged checkpoint {directory}: bad model description ({e})") from None
     if tokenizer.vocab_size != config.vocab_size:

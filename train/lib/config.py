@@ -10,9 +10,12 @@ import math
 from dataclasses import dataclass
 
 from .errors import UserError
+from .presets import PRESETS
 
-DTYPES = ("float64", "float32", "bfloat16")
+DTYPES = ("float64", "float32", "bfloat16", "auto")
 RNGS = ("python", "jax")
+FORMATS = ("lines", "text")
+SCHEDULES = ("linear", "cosine")
 MAX_STEPS = 10**9
 # Below 0.001, logits / temperature overflows to inf and the probabilities to NaN (or, in float32, the
 # temperature itself rounds to zero): what is left is argmax, which 0.001 already gives.
@@ -65,12 +68,27 @@ class TrainConfig:
     n_head: int = setting(4, "attention heads; each sees n_embd / n_head channels", Range(int, 1, 65536))
     block_size: int = setting(16, "context length", Range(int, 1, 4096))
     seed: int = setting(42, "random seed", SEED)
-    steps: int = setting(1000, "optimizer steps; the learning rate decays linearly to zero over them",
+    steps: int = setting(1000, "optimizer steps, over which the learning rate schedule runs",
                          Range(int, 1, MAX_STEPS), resume=True)
     epochs: float | None = setting(None, "train for this many passes over the training documents instead of "
                                          "--steps", Range(float, high=10**6, above=0), resume=True)
-    batch_size: int = setting(1, "documents per step; microgpt takes one", Range(int, 1, 10**6))
+    batch_size: int = setting(1, "documents (--format text: windows) per step; microgpt takes one", Range(int, 1, 10**6))
+    accum: int = setting(1, "gradient accumulation: each step averages the gradients of this many batches",
+                         Range(int, 1, 10**4))
+    format: str = setting("lines", "'lines': one document per line, each between BOS tokens; 'text': the file as "
+                                   "one stream of characters, trained on random windows of block_size + 1",
+                          choices=FORMATS)
     lr: float = setting(0.01, "peak Adam learning rate", Range(float, high=1e30, above=0))  # it must fit in float32
+    schedule: str = setting("linear", "after the warm-up the learning rate decays to --min-lr at the last step: "
+                                      "in a straight line, or along a half cosine", choices=SCHEDULES)
+    warmup: int = setting(0, "warm-up steps: the rate rises linearly to --lr over them, as nanoGPT's",
+                          Range(int, 0, MAX_STEPS))
+    min_lr: float = setting(0.0, "the learning rate at the last step", Range(float, 0, 1e30))
+    weight_decay: float = setting(0.0, "AdamW's decoupled weight decay on every matrix (nanoGPT's rule); 0: Adam",
+                                  Range(float, 0, 1e6))
+    grad_clip: float = setting(0.0, "clip the gradient to this global norm; 0: no clipping", Range(float, 0, 1e30))
+    dropout: float = setting(0.0, "dropout rate after the embedding, on attention weights, after each block's "
+                                  "two projections; 0: none", Range(float, 0, below=1))
     beta1: float = setting(0.85, "Adam's first-moment decay", Range(float, 0, below=1))
     beta2: float = setting(0.99, "Adam's second-moment decay", Range(float, 0, below=1))
     eps: float = setting(1e-8, "Adam's epsilon", Range(float, 0, 1))
@@ -81,7 +99,12 @@ class TrainConfig:
                                        "shuffled list", Range(float, 0, below=1))
     eval_every: int = setting(100, "steps between evaluations on the held-out documents; 0: none",
                               Range(int, 0, MAX_STEPS), resume=True)
+    eval_iters: int = setting(0, "estimate each evaluation's train and val loss as nanoGPT does, over this many "
+                                 "random batches; 0: the whole held-out split, once", Range(int, 0, 10**6),
+                              resume=True)
     chunk: int = setting(100, "steps per jitted dispatch", Range(int, 1, 10**6), resume=True)
+    preset: str = setting("microgpt", "the preset these settings started from (train/lib/presets.py)",
+                          choices=tuple(PRESETS))
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -93,10 +116,17 @@ class TrainConfig:
             if rule["choices"] and value not in rule["choices"]:
                 raise UserError(f"{f.name} must be one of {', '.join(rule['choices'])}, got {value!r}")
 
+        if self.min_lr > self.lr:
+            raise UserError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+
     @property
     def compute_dtype(self):
+        """The dtype the model computes in; "auto": bfloat16 on an accelerator, else float32."""
+        import jax
         import jax.numpy as jnp
 
+        if self.dtype == "auto":
+            return jnp.bfloat16 if jax.default_backend() in ("gpu", "tpu") else jnp.float32
         return getattr(jnp, self.dtype or ("float64" if self.rng == "python" else "float32"))
 
     @property

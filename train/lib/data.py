@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .presets import data_set
 
 NAMES_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"  # makemore @ 988aa59
 
@@ -31,9 +32,14 @@ def embedded_names():
     return Path(str(resources.files("train") / "dataset" / "names.txt"))
 
 
-def resolve_data_path(path=None):
-    """--data PATH, else $MICROJAX_DATA, else the names.txt shipped with the package: never the network."""
-    return Path(path or os.environ.get("MICROJAX_DATA") or embedded_names())
+def resolve_data_path(path=None, preset="microgpt"):
+    """--data PATH, else the preset's shipped data set; for microgpt's preset $MICROJAX_DATA first, else
+    the names.txt shipped with the package: never the network."""
+    if path:
+        return Path(path)
+    if preset != "microgpt":
+        return data_set(preset)
+    return Path(os.environ.get("MICROJAX_DATA") or embedded_names())
 
 
 def fingerprint(docs):
@@ -66,6 +72,14 @@ def decode_text(raw, path):
 
 def load_docs(path):
     """The stripped, non-empty lines of a text file (see the module's docstring for which files)."""
+    docs = [line.strip() for line in read_text(path).splitlines() if line.strip()]
+    if not docs:
+        raise UserError(f"data file has no documents (no non-empty lines): {path}")
+    return docs
+
+
+def read_text(path):
+    """The text a file holds, or a UserError saying why it cannot be read."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -77,17 +91,16 @@ def load_docs(path):
         raise UserError(f"data file is not readable: {path}") from None
     except OSError as e:
         raise UserError(f"cannot read data file {path}: {e.strerror or e}") from None
-    docs = [line.strip() for line in decode_text(raw, path).splitlines() if line.strip()]
-    if not docs:
-        raise UserError(f"data file has no documents (no non-empty lines): {path}")
-    return docs
+    return decode_text(raw, path)
 
 
 @dataclass(frozen=True)
 class Tokenizer:
-    """Token i is chars[i]; BOS, which begins and ends every document, is len(chars)."""
+    """Token i is chars[i]; BOS, which begins and ends every document, is len(chars). A tokenizer for one
+    continuous text (`has_bos=False`, nanoGPT's shakespeare_char) has the characters alone, and no BOS."""
 
     chars: str
+    has_bos: bool = True
 
     @classmethod
     def from_docs(cls, docs):
@@ -95,11 +108,12 @@ class Tokenizer:
 
     @property
     def bos(self):
-        return len(self.chars)
+        """BOS's token, or None for a text tokenizer."""
+        return len(self.chars) if self.has_bos else None
 
     @property
     def vocab_size(self):
-        return len(self.chars) + 1
+        return len(self.chars) + self.has_bos
 
     @cached_property
     def _index(self):

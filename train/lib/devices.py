@@ -75,8 +75,9 @@ def to_host(tree):
     return jax.tree.map(one, tree)
 
 
-def batch_sharding(mesh, per_step=False):
+def batch_sharding(mesh, lead=0):
     """The batch axis split over the mesh's batch axes (`data`, and `fsdp` where the mesh has one): axis 0
-    of a (R, ...) batch, axis 1 of (K, R, ...) step arrays."""
+    of a (R, ...) batch, axis `lead` when axes come before it: 1 of (K, R, ...) step arrays, 2 of
+    (K, accum, R, ...) ones."""
     axes = tuple(a for a in ("data", "fsdp") if a in mesh.axis_names)
-    return NamedSharding(mesh, P(None, axes) if per_step else P(axes))
+    return NamedSharding(mesh, P(*[None] * lead, axes))

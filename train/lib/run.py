@@ -21,25 +21,16 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from models import gpt, gpt_scalar
 
-from . import sharding
+from . import sharding, text
 from .batches import pack, rows_per_step
 from .compiled import cached_jit
 from .config import TrainConfig
 from .data import Tokenizer, encode_docs, fingerprint, microgpt_order
 from .devices import batch_sharding, make_mesh, put, to_host
 from .errors import UserError
+from .keys import subkey
+from .optim import make_optimizer
 from .step import TrainState
-
-KEY_PURPOSES = ("shuffle", "init", "batches", "sample")  # rng "jax": one subkey of the seed's key each
-
-
-def subkey(key, purpose, *more):
-    """The key for one purpose (KEY_PURPOSES), further folded with e.g. an epoch number."""
-    key = jax.random.fold_in(key, KEY_PURPOSES.index(purpose))
-    for m in more:
-        key = jax.random.fold_in(key, m)
-    return key
-
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: compiled functions are cached per run
 class Run:
@@ -63,6 +54,27 @@ class Run:
     # runs over the parameters raveled into one vector
     shardings: dict | None = None
     whole: dict | None = None
+
+    @property
+    def is_text(self):
+        """--format text: `data` and `val_data` are one stream of tokens each, (tokens,), not documents."""
+        return self.cfg.format == "text"
+
+    @property
+    def train_tokens(self):
+        """Tokens in the training split (text), or real positions of the training documents (lines)."""
+        return int(self.data[0].shape[0]) if self.is_text else int(self.lengths.sum())
+
+    @property
+    def docs_per_step(self):
+        """Documents (text: windows) a step trains on: the batch, times the batches it accumulates."""
+        return self.cfg.batch_size * self.cfg.accum
+
+    def epochs_done(self, step):
+        """Passes over the training data after `step` steps (text: in tokens, as nanoGPT counts them)."""
+        if self.is_text:
+            return step * self.docs_per_step * self.model.block_size / max(self.train_tokens, 1)
+        return step * self.docs_per_step / len(self.train_docs)
 
     @property
     def replicated(self):
@@ -92,32 +104,42 @@ class Run:
 
     @property
     def steps_per_epoch(self):
-        return len(self.train_docs) // self.cfg.batch_size
+        if self.is_text:
+            return max(1, self.train_tokens // (self.docs_per_step * self.model.block_size))
+        return len(self.train_docs) // self.docs_per_step
 
 
-def prepare(cfg, docs, num_devices=None, source="", mesh=None):
+def prepare(cfg, data, num_devices=None, source="", mesh=None):
     """(Run, TrainState at step 0): shuffle, tokenize, split and initialize as microgpt does (rng
-    "python") or with JAX keys. `source` names where the documents came from, for messages. `mesh`
+    "python") or with JAX keys. `data`: the documents, a list of lines; with --format text, the text
+    itself, a str (train/lib/text.py). `source` names where it came from, for messages. `mesh`
     ("data=2,fsdp=2,model=2", see train/lib/sharding.py) lays the run out on that mesh instead of
     replicating it over the first `num_devices` devices."""
     sizes = sharding.parse_mesh(mesh) if isinstance(mesh, str) else mesh
-    data_info = {"sha256": fingerprint(docs), "documents": len(docs), "path": str(source)}
     key = cached_jit(jax.random.PRNGKey)(np.uint32(cfg.seed))  # as PRNGKey(seed) for every seed in range
-    if cfg.rng == "python":
-        rng, docs, tokenizer = microgpt_order(docs, cfg.seed)
+    rng = None
+    if cfg.format == "text":
+        train_docs = val_docs = ()
+        tokenizer, train_tokens, val_tokens = _text_splits(cfg, data)
+        data_info = {"sha256": fingerprint([data]), "characters": len(data), "path": str(source)}
     else:
-        rng, docs = None, [docs[i] for i in np.asarray(jax.random.permutation(subkey(key, "shuffle"), len(docs)))]
-        tokenizer = Tokenizer.from_docs(docs)
+        data_info = {"sha256": fingerprint(data), "documents": len(data), "path": str(source)}
+        if cfg.rng == "python":
+            rng, docs, tokenizer = microgpt_order(data, cfg.seed)
+        else:
+            docs = [data[i] for i in np.asarray(jax.random.permutation(subkey(key, "shuffle"), len(data)))]
+            tokenizer = Tokenizer.from_docs(docs)
+        n_val = math.ceil(len(docs) * cfg.val_fraction)
+        train_docs, val_docs = tuple(docs[: len(docs) - n_val]), tuple(docs[len(docs) - n_val :])
+        if len(train_docs) < cfg.batch_size * cfg.accum:
+            per_step = f"{cfg.batch_size}" + (f" x accum {cfg.accum}" if cfg.accum > 1 else "")
+            raise UserError(f"batch size {per_step} is larger than the {len(train_docs)} training documents")
     model = cfg.model(tokenizer.vocab_size)
     check_fits(model, cfg, sizes["fsdp"] * sizes["model"] if sizes else 1)
     if rng is not None:  # microgpt draws every weight from the same generator, in state_dict order
         params = {k: np.asarray(v, cfg.param_dtype) for k, v in gpt_scalar.init(rng, model).items()}
     else:
         params = jax.device_get(gpt.init(subkey(key, "init"), model, cfg.param_dtype))
-    n_val = math.ceil(len(docs) * cfg.val_fraction)
-    train_docs, val_docs = tuple(docs[: len(docs) - n_val]), tuple(docs[len(docs) - n_val :])
-    if len(train_docs) < cfg.batch_size:
-        raise UserError(f"batch size {cfg.batch_size} is larger than the {len(train_docs)} training documents")
     if sizes:
         mesh = sharding.make_mesh(sizes, num_devices)
         split = sharding.batch_size_divisor(mesh)
@@ -126,17 +148,26 @@ def prepare(cfg, docs, num_devices=None, source="", mesh=None):
                             f"over data x fsdp = {split}")
     else:
         mesh = make_mesh(num_devices, cfg.batch_size)
-    total = math.ceil(cfg.epochs * (len(train_docs) // cfg.batch_size)) if cfg.epochs else cfg.steps
-    optimizer = optax.adam(optax.linear_schedule(cfg.lr, 0.0, total), b1=cfg.beta1, b2=cfg.beta2, eps=cfg.eps)
     replicated = NamedSharding(mesh, P())
-    rows, n, truncated = encode_docs(train_docs, tokenizer, cfg.block_size)
-    val_data = put(encode_docs(val_docs, tokenizer, cfg.block_size)[:2], replicated) if val_docs else ()
+    if cfg.format == "text":
+        truncated, device_data = 0, put((train_tokens,), replicated)
+        val_data = put((val_tokens,), replicated) if len(val_tokens) else ()
+        per_epoch = max(1, len(train_tokens) // (cfg.batch_size * cfg.accum * cfg.block_size))
+    else:
+        rows, n, truncated = encode_docs(train_docs, tokenizer, cfg.block_size)
+        device_data = put((rows, n), replicated)
+        val_data = put(encode_docs(val_docs, tokenizer, cfg.block_size)[:2], replicated) if val_docs else ()
+        per_epoch = len(train_docs) // (cfg.batch_size * cfg.accum)
+    total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs else cfg.steps
+    if cfg.warmup >= total:
+        raise UserError(f"warmup of {cfg.warmup} steps must be shorter than the run's {total} steps")
     shardings = whole = None
     if sharding.is_sharded(mesh):
         specs, whole = sharding.param_specs(gpt.param_shapes(model), model.n_head, mesh)
         shardings = sharding.shardings(mesh, specs)
-    run = Run(cfg, model, tokenizer, train_docs, val_docs, truncated, total, optimizer, mesh,
-              put((rows, n), replicated), val_data, data_info, rng.getstate() if rng else None, shardings, whole)
+    optimizer = make_optimizer(cfg, total, gpt.param_shapes(model), flat=shardings is None)
+    run = Run(cfg, model, tokenizer, train_docs, val_docs, truncated, total, optimizer, mesh, device_data, val_data,
+              data_info, rng.getstate() if rng else None, shardings, whole)
     if shardings is None:
         params = put(params, replicated)
         opt_state = cached_jit(lambda p: optimizer.init(ravel_pytree(p)[0]), (cfg, total), name="opt_init",
@@ -146,6 +177,22 @@ def prepare(cfg, docs, num_devices=None, source="", mesh=None):
         opt_state = jax.jit(optimizer.init, out_shardings=run.state_shardings.opt_state)(params)
     step = put(np.int32(0), replicated)
     return run, TrainState(params, opt_state, step, put(np.asarray(key), replicated))
+
+
+def _text_splits(cfg, data):
+    """(tokenizer, train tokens, val tokens) of a text, checked to hold a window of block_size + 1."""
+    if not isinstance(data, str):
+        raise TypeError("format 'text' trains on one text: pass a str (train.lib.text.load_text)")
+    if cfg.rng == "python":
+        raise UserError("--format text draws its windows with JAX keys: add --rng jax (or start from a preset: "
+                        "--preset shakespeare-char-cpu)")
+    tokenizer = text.tokenizer_of(data)
+    train_tokens, val_tokens = text.split(text.encode(data, tokenizer), cfg.val_fraction)
+    for name, part in (("training", train_tokens), ("validation", val_tokens)):
+        if (name == "training" or len(part)) and len(part) <= cfg.block_size:
+            raise UserError(f"the {name} split holds {len(part):,} characters, too few for one window of "
+                            f"block_size + 1 = {cfg.block_size + 1}")
+    return tokenizer, train_tokens, val_tokens
 
 
 def check_fits(model, cfg, split=1):
@@ -160,21 +207,37 @@ def check_fits(model, cfg, split=1):
                         f"is {need / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB this device has")
 
 
+def chunk_inputs(run, key, start, count):
+    """(what the train chunk takes for steps start .. start+count-1, the real tokens they train on).
+    Lines: `step_ids` of `batch_indices`. Text: the step numbers, from which the chunk draws each step's
+    windows itself (train/lib/step.py)."""
+    if run.is_text:
+        tokens = count * run.docs_per_step * run.model.block_size
+        return put(np.arange(start, start + count, dtype=np.int32), run.replicated), tokens
+    idx = batch_indices(run, key, start, count)
+    return step_ids(run, idx), int(run.lengths[idx].sum())
+
+
 def step_ids(run, idx):
-    """What the train chunk takes for documents idx (K, B): the indices themselves at batch size 1,
-    else their packing into pairs, on the devices and split along the batch."""
+    """What the train chunk takes for documents idx (K, B * accum): the indices themselves at batch size 1,
+    else their packing into pairs, on the devices and split along the batch; with accum > 1, one more
+    axis after K for the batches a step accumulates."""
+    (k, _), accum = idx.shape, run.cfg.accum
+    idx = idx.reshape(k * accum, -1)
     if run.cfg.batch_size > 1:
         idx = pack(run.lengths, idx, run.cfg.block_size, run.rows, run.batch_split)
-    return put(idx.astype(np.int32), batch_sharding(run.mesh, per_step=True))
+    if accum > 1:
+        idx = idx.reshape(k, accum, *idx.shape[1:])
+    return put(idx.astype(np.int32), batch_sharding(run.mesh, lead=2 if accum > 1 else 1))
 
 
 def batch_indices(run, key, start, count):
-    """Document indices (count, B) for steps start .. start+count-1.
+    """Document indices (count, B * accum) for steps start .. start+count-1.
 
     rng "python": microgpt's order, docs[(step * B + j) % N]. rng "jax": a fresh permutation of the
     training documents every epoch, from the run's key (a TrainState's `key`).
     """
-    n_docs, b = len(run.train_docs), run.cfg.batch_size
+    n_docs, b = len(run.train_docs), run.docs_per_step
     steps = np.arange(start, start + count)
     if run.cfg.rng == "python":
         return (steps[:, None] * b + np.arange(b)) % n_docs

@@ -18,19 +18,25 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jax.sharding import NamedSharding
 
+from models import gpt
+
 from . import sharding
-from .batches import first_positions, length_buckets, one_per_row, packed_loss, real_length, unpack
+from .batches import first_positions, length_buckets, one_per_row, packed_loss, real_length, text_batch, unpack
 from .compiled import cached_jit
 from .devices import batch_sharding
+from .keys import subkey
+from .text import windows
 
 # XLA's CPU defaults split every op over the threads, which for this project's small matrices costs
 # more than it saves, and hand matrix products to YNNPACK, which is quicker than XLA's own in float32
 # but not in float64. Both trade compile time for step time, so only runs that train on at least
 # LONG_RUN_DOCS documents use these; shorter ones, the 1,000-document microgpt job among them, finish
-# sooner with the defaults (bench/README.md has the measurements).
+# sooner with the defaults (bench/README.md has the measurements). A step of more than
+# THREADED_STEP_FLOPS (the Shakespeare presets: 3.7 GFLOP) has matrices large enough that the threads pay.
 CPU_COMPILER_OPTIONS = {"xla_cpu_multi_thread_eigen": False}
 CPU_FLOAT64_OPTIONS = {**CPU_COMPILER_OPTIONS, "xla_cpu_experimental_ynn_fusion_type": ""}
 LONG_RUN_DOCS = 20_000
+THREADED_STEP_FLOPS = 1e9
 
 
 class TrainState(NamedTuple):
@@ -42,11 +48,28 @@ class TrainState(NamedTuple):
     key: jax.Array  # the run's root key: the batch order and the samples are drawn from its subkeys
 
 
-def train_step(state, batch, loss_fn, optimizer):
+def train_step(state, batch, loss_fn, optimizer, accum=1):
     """One optimizer step: loss_fn(params, batch) and its gradient, optax's update, the step counted.
-    Returns (the next state, the loss). Pure, so it jits on its own and runs inside `lax.scan`."""
-    loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
+    Returns (the next state, the loss). Pure, so it jits on its own and runs inside `lax.scan`.
+    `accum` > 1: `batch` holds that many batches stacked on a leading axis, and the step takes the mean
+    of their losses and gradients (`accumulate`)."""
+    grad_fn = jax.value_and_grad(loss_fn)
+    loss, grads = accumulate(grad_fn, state.params, batch) if accum > 1 else grad_fn(state.params, batch)
     return apply_gradients(state, loss, grads, optimizer)
+
+
+def accumulate(grad_fn, params, batches):
+    """Gradient accumulation: the mean of grad_fn(params, b) = (loss, grads) over the batches stacked on
+    `batches`' leading axis, one batch at a time (`lax.scan`), so that memory holds one batch's
+    activations. Equal to one step on all of them at once when each batch's loss is a mean of the same
+    weight, as it is here."""
+    def add(total, batch):
+        return jax.tree.map(jnp.add, total, grad_fn(params, batch)), None
+
+    n = jax.tree.leaves(batches)[0].shape[0]
+    first = jax.tree.map(lambda x: x[0], batches)
+    total, _ = jax.lax.scan(add, grad_fn(params, first), jax.tree.map(lambda x: x[1:], batches))
+    return jax.tree.map(lambda x: x / n, total)
 
 
 def apply_gradients(state, loss, grads, optimizer):
@@ -58,27 +81,32 @@ def apply_gradients(state, loss, grads, optimizer):
 
 @lru_cache(maxsize=8)  # one compiled chunk per run (and mode): training the same run again does not retrace
 def make_train_chunk(run, long_run=None):
-    """jit(state, rows, n, ids) -> (state, losses (K,)): K = len(ids) steps of `train_step` in one scan.
+    """jit(state, *run.data, ids) -> (state, losses (K,)): K = len(ids) steps of `train_step` in one scan.
 
     ids: with batch_size 1, (K, 1) document indices, one document a step; else (K, R, 2) pairs, each
-    step on the packed rows its pairs name (see `batches.pack` and `run.step_ids`). `long_run` (by
-    default: at least LONG_RUN_DOCS documents) compiles for speed over compile time: CPU_COMPILER_OPTIONS
-    (float64: CPU_FLOAT64_OPTIONS) on the CPU, and one-document steps cut to `length_buckets`.
+    step on the packed rows its pairs name (see `batches.pack` and `run.step_ids`); with accum > 1 an
+    axis for the accumulated batches after K. Text (`run.is_text`): the K step numbers, and each step
+    draws its batch_size windows from the state's key and step, so a resumed run trains on the same
+    windows. `long_run` (by default: at least LONG_RUN_DOCS documents) compiles for speed over compile
+    time: CPU_COMPILER_OPTIONS (float64: CPU_FLOAT64_OPTIONS) on the CPU, and one-document steps cut to
+    `length_buckets`.
     """
     model, optimizer, dtype, b = run.model, run.optimizer, run.cfg.compute_dtype, run.cfg.batch_size
+    accum, rate, T = run.cfg.accum, run.cfg.dropout, model.block_size
     loss_dtype = jnp.promote_types(run.cfg.param_dtype, jnp.float32)
-    row_sharding = batch_sharding(run.mesh)
+    row_sharding = batch_sharding(run.mesh, lead=1 if accum > 1 else 0)
     if long_run is None:
-        long_run = run.total_steps * b >= LONG_RUN_DOCS
+        long_run = run.total_steps * b * accum >= LONG_RUN_DOCS
     # one document a step (packed rows are nearly full): as many positions as the shortest bucket that holds it
-    buckets = length_buckets(model.block_size) if long_run and b == 1 else (model.block_size,)
+    buckets = length_buckets(T) if long_run and b == 1 and accum == 1 and not run.is_text else (T,)
 
     if run.shardings is None:
         gather = None
     else:  # ZeRO-3: each matrix all-gathered over fsdp where the loss uses it (its model split kept)
         gather = {k: NamedSharding(run.mesh, sharding.gathered(s.spec)) for k, s in run.shardings.items()}
 
-    def chunk(state, rows, n, ids):
+    def chunk(state, *data_and_ids):
+        *data, ids = data_and_ids
         if gather is None:
             flat, unravel = ravel_pytree(state.params)
         else:
@@ -87,20 +115,38 @@ def make_train_chunk(run, long_run=None):
             flat, unravel = state.params, lambda p: jax.lax.with_sharding_constraint(
                 jax.lax.with_sharding_constraint(p, run.shardings), gather)
 
-        def cut_loss(length, flat, batch):
-            return packed_loss(unravel(flat), first_positions(batch, length), model, dtype)
+        def cut_loss(length, flat, batch_key):
+            batch, key = batch_key
+            return packed_loss(unravel(flat), first_positions(batch, length), model, dtype, rate, key)
 
         # buckets: the gradient's computation is switched by length, the update is the same for all
         # (a switch over whole steps, Adam inside each branch, measured slower: bench/README.md)
         by_length = [jax.value_and_grad(partial(cut_loss, t)) for t in buckets]
 
-        def body(state, ids):
-            batch = unpack(rows, n, ids, b, loss_dtype) if b > 1 else one_per_row(rows, n, ids, loss_dtype)
-            batch = jax.lax.with_sharding_constraint(batch, row_sharding)
-            if len(buckets) == 1:
-                state, loss = train_step(state, batch, partial(cut_loss, buckets[0]), optimizer)
+        def batch_of(state, ids):
+            """The step's batch (accum of them, stacked), and the dropout key of each (None: no dropout)."""
+            shape = (accum, b) if accum > 1 else (b,)
+            if run.is_text:
+                (tokens,) = data
+                starts = jax.random.randint(subkey(state.key, "batches", state.step), shape, 0, tokens.shape[0] - T)
+                batch = text_batch(windows(tokens, starts, T), loss_dtype)
             else:
-                which = jnp.searchsorted(jnp.array(buckets), real_length(batch))
+                rows, n = data
+                one = (lambda i: unpack(rows, n, i, b, loss_dtype)) if b > 1 else (
+                    lambda i: one_per_row(rows, n, i, loss_dtype))
+                batch = jax.vmap(one)(ids) if accum > 1 else one(ids)
+            key = None
+            if rate:
+                key = subkey(state.key, "dropout", state.step)
+                key = jax.vmap(partial(jax.random.fold_in, key))(jnp.arange(accum)) if accum > 1 else key
+            return jax.lax.with_sharding_constraint(batch, row_sharding), key
+
+        def body(state, ids):
+            batch = batch_of(state, ids)
+            if len(buckets) == 1:
+                state, loss = train_step(state, batch, partial(cut_loss, buckets[0]), optimizer, accum)
+            else:
+                which = jnp.searchsorted(jnp.array(buckets), real_length(batch[0]))
                 state, loss = apply_gradients(state, *jax.lax.switch(which, by_length, state.params, batch),
                                               optimizer)
             return state, loss.astype(loss_dtype)
@@ -109,7 +155,8 @@ def make_train_chunk(run, long_run=None):
         return state._replace(params=state.params if gather else unravel(state.params)), losses
 
     options = None
-    if long_run and run.mesh.devices.flat[0].platform == "cpu":
+    step_flops = 6 * gpt.num_params(model) * b * accum * T
+    if long_run and run.mesh.devices.flat[0].platform == "cpu" and step_flops < THREADED_STEP_FLOPS:
         options = CPU_FLOAT64_OPTIONS if dtype == jnp.float64 else CPU_COMPILER_OPTIONS
     return cached_jit(chunk, (run.cfg, run.model, run.total_steps, long_run), donate_argnums=0,
                       out_shardings=(run.state_shardings, run.replicated), compiler_options=options)
