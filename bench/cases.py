@@ -1,5 +1,6 @@
 """The benchmark's cases; each returns table rows measured against a baseline in the same run."""
 
+import json
 import os
 import random
 import re
@@ -272,5 +273,41 @@ def jit(args):
     return run_jit(args)
 
 
+# 9. nanoGPT's Shakespeare on the CPU (long: not in the default list) ----------------------------------
+def shakespeare(args):
+    """The shakespeare-char-cpu preset's whole run, launch to exit, beside the same model and training in
+    eager PyTorch (bench/torch_shakespeare.py) in the same run: wall time, ms per iteration and the
+    val loss over the whole validation split at the last step. SHAKESPEARE_STEPS shortens both runs."""
+    steps = os.environ.get("SHAKESPEARE_STEPS", "2000")
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = os.path.join(tmp, "m.jsonl")
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "train.gpt", "--preset", "shakespeare-char-cpu", "--steps", steps,
+                        "--num-samples", "0", "--metrics-file", metrics], cwd=ROOT, check=True, capture_output=True)
+        wall = time.perf_counter() - start
+        rows = [json.loads(line) for line in open(metrics)]
+    # the trainer's rate per dispatch of 250 steps, those that compiled left out: training alone, no start-up
+    rates = [r["tokens_per_second"] for r in rows if "tokens_per_second" in r]
+    ms_per_iter = 1000 * 12 * 64 / statistics.median(rates) if rates else None  # none if one dispatch ran
+    last = next(r for r in reversed(rows) if "val_whole" in r)  # the last evaluation
+    theirs = {}
+    if have("torch"):
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "bench.torch_shakespeare", "--steps", steps], cwd=ROOT,
+                             check=True, capture_output=True, text=True).stdout
+        theirs = {"wall": time.perf_counter() - start,
+                  **{k: float(v) for k, v in re.findall(r"(ms_per_iter|val_whole|val) ([\d.]+)", out)}}
+    base = "PyTorch eager, same model" if theirs else None
+    return [row(f"shakespeare-char-cpu, {steps} iterations, launch to exit", "shakespeare_cpu_s", wall, "s", base,
+                theirs.get("wall")),
+            row("  per iteration (training)", "shakespeare_cpu_ms_per_iter", ms_per_iter, "ms", base,
+                theirs.get("ms_per_iter") if ms_per_iter else None),
+            # beside it nanoGPT's figure, the mean of 20 random batches, for ours and theirs
+            row("  val loss, whole validation split", "shakespeare_cpu_val", last["val_whole"], "nats", base,
+                theirs.get("val_whole"), faster_is=None, val_estimate=last["val_loss"],
+                baseline_val_estimate=theirs.get("val"))]
+
+
 ALL = {"preset": preset, "scalar": scalar, "torch": torch_eager, "batched": batched, "micrograd": micrograd,
        "sampling": sampling, "engine": engine, "jit": jit}
+LONG = {"shakespeare": shakespeare}  # minutes each: run by name (--cases shakespeare), never by default

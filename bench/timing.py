@@ -18,8 +18,8 @@ def median_seconds(fn, reps, warmup=1):
 def row(case, key, value, unit, baseline=None, baseline_value=None, faster_is="lower", **extra):
     """One table row. `time_ratio` is the one ratio the benchmark states: our time over the baseline's
     (below 1: ours is faster); for a rate (`faster_is="higher"`, e.g. names/s) their rate over ours."""
-    time_ratio = None
-    if baseline_value:
+    time_ratio = None  # faster_is=None: a figure that is not a time or rate, such as a loss
+    if baseline_value and faster_is:
         time_ratio = value / baseline_value if faster_is == "lower" else baseline_value / value
     return {"case": case, "key": key, "value": value, "unit": unit, "baseline": baseline,
             "baseline_value": baseline_value, "time_ratio": time_ratio, **extra}

@@ -1,6 +1,8 @@
 """The benchmark's table says what it means: one ratio (our time over theirs) for every row, anchors that
 say where and when they were measured, and baselines that are not installed named with their install."""
 
+import json
+import subprocess
 import types
 
 import pytest
@@ -33,3 +35,52 @@ def test_a_baseline_that_is_not_installed_says_how_to_install_it(monkeypatch, ca
     assert all("is not installed; pip install -e '.[bench]' adds it" in r["case"] for r in rows)
     bench_main.print_table(bench_main.with_anchors(rows))
     assert "nan" not in capsys.readouterr().out
+
+
+def test_the_shakespeare_case_is_long_and_only_runs_by_name():
+    parser = bench_main.build_parser()
+    assert "shakespeare" in cases.LONG and "shakespeare" not in cases.ALL
+    assert parser.parse_args([]).cases == list(cases.ALL)  # minutes long: never in the default run
+    assert parser.parse_args(["--cases", "shakespeare"]).cases == ["shakespeare"]
+
+
+def test_the_shakespeare_case_reads_both_runs(monkeypatch):
+    """Both whole runs stubbed: the trainer's metrics file and the baseline's result line become the rows."""
+    def fake_run(cmd, **kwargs):
+        if "train.gpt" in cmd:
+            with open(cmd[cmd.index("--metrics-file") + 1], "w") as f:
+                for r in ({"step": 250, "loss": 2.5}, {"step": 500, "tokens_per_second": 7680.0},  # 250 compiled
+                          {"step": 750, "tokens_per_second": 3840.0}, {"step": 1000, "tokens_per_second": 7680.0},
+                          {"step": 1000, "val_loss": 1.9, "train_loss": 1.8, "val_whole": 1.87}):
+                    f.write(json.dumps(r) + "\n")
+            return subprocess.CompletedProcess(cmd, 0)
+        assert "bench.torch_shakespeare" in cmd
+        out = ("step 1000: train loss 1.9000, val loss 1.9500\nresult: steps 1000 wall_s 90.00 ms_per_iter 125.00 "
+               "eval_s 9.00 whole_val_s 4.00 val 1.9500 val_whole 1.9400 threads 1\n")
+        return subprocess.CompletedProcess(cmd, 0, out, "")
+
+    monkeypatch.setattr(cases.subprocess, "run", fake_run)
+    monkeypatch.setattr(cases, "have", lambda module: True)
+    rows = {r["key"]: r for r in cases.shakespeare(types.SimpleNamespace(reps=1))}
+    speed, val = rows["shakespeare_cpu_ms_per_iter"], rows["shakespeare_cpu_val"]
+    assert speed["value"] == pytest.approx(100.0)  # 12 x 64 tokens a step at the median 7,680 tokens/s
+    assert speed["baseline_value"] == 125.0 and speed["time_ratio"] == pytest.approx(0.8)
+    assert (val["value"], val["val_estimate"], val["baseline_value"], val["baseline_val_estimate"]) == \
+        (1.87, 1.9, 1.94, 1.95)
+    assert val["time_ratio"] is None  # a loss is not a time
+    assert bench_main.target_text(val) == "<= 1.88 (met)"
+    assert rows["shakespeare_cpu_s"]["baseline_value"] > 0
+
+
+@pytest.mark.slow  # importing torch: seconds
+def test_the_torch_baseline_schedule_is_the_trainers():
+    pytest.importorskip("torch")
+    from bench.torch_shakespeare import get_lr
+    from train.lib import presets
+    from train.lib.config import TrainConfig
+    from train.lib.optim import learning_rate
+
+    cfg = TrainConfig(**presets.settings("shakespeare-char-cpu"))
+    schedule = learning_rate(cfg, cfg.steps)
+    its = [0, 1, 50, 99, 100, 101, 777, 1500, 1999]
+    assert [get_lr(it, cfg, cfg.steps) for it in its] == pytest.approx([float(schedule(it)) for it in its], rel=1e-6)

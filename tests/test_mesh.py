@@ -70,13 +70,14 @@ def test_bad_meshes_are_one_line_errors(names):
 def test_the_wide_model_in_float32_equals_one_device(names, tmp_path):
     """4 layers, n_embd 128, 8 heads, 50 steps: float32 rounding differs where the sums are split, and
     Adam magnifies it step by step (measured: data=8 8e-7, fsdp=8 1.3e-4, model=4,data=2 3.6e-4,
-    data=2,fsdp=2,model=2 2.8e-4), so 1e-3 here; the float64 test above is the exact one."""
+    data=2,fsdp=2,model=2 2.8e-4 on one machine; model=4,data=2 1.7e-3 at step 15 on another, the same
+    before and after the text features), so 3e-3 here; the float64 test above is the exact one."""
     common = ["--data", names, "--rng", "jax", "--batch-size", 64, "--n-embd", 128, "--n-layer", 4, "--n-head", 8,
               "--steps", 50, "--chunk", 25, "--num-samples", 0, "--lr", 0.001]
     finish(start(*common, "--metrics-file", tmp_path / "one.jsonl", "--devices", 1))
     for mesh in MESHES:
         finish(start(*common, "--mesh", mesh, "--metrics-file", tmp_path / f"{mesh}.jsonl"))
-        np.testing.assert_allclose(losses(tmp_path / f"{mesh}.jsonl"), losses(tmp_path / "one.jsonl"), rtol=1e-3)
+        np.testing.assert_allclose(losses(tmp_path / f"{mesh}.jsonl"), losses(tmp_path / "one.jsonl"), rtol=3e-3)
 
 
 def test_checkpoints_reshard_on_resume(names, tmp_path):

@@ -99,26 +99,25 @@ def test_clipped_adamw_equals_a_hand_written_one():
 MODEL = gpt.GPTConfig(vocab_size=11, n_embd=8, n_head=2, n_layer=2, block_size=6)
 
 
+def logits(**dropout):
+    """The tiny model's logits for one row, jitted, with the dropout arguments given."""
+    params = gpt.init(jax.random.PRNGKey(0), MODEL, jnp.float64)
+    apply = jax.jit(gpt.apply, static_argnames=("config", "dropout_rate"))
+    return np.asarray(apply(params, jnp.arange(6) % 11, MODEL, **dropout))
+
+
 @pytest.mark.slow
 def test_dropout_off_is_the_model_without_it():
-    params = gpt.init(jax.random.PRNGKey(0), MODEL, jnp.float64)
-    tokens = jnp.arange(6) % 11
-    apply = jax.jit(gpt.apply, static_argnames=("config", "dropout_rate"))
-    plain = apply(params, tokens, MODEL)
-    off = apply(params, tokens, MODEL, dropout_rate=0.0, key=jax.random.PRNGKey(1))
-    np.testing.assert_array_equal(off, plain)
-    np.testing.assert_array_equal(apply(params, tokens, MODEL, dropout_rate=0.5), plain)  # no key: no dropout
+    plain = logits()
+    np.testing.assert_array_equal(logits(dropout_rate=0.0, key=jax.random.PRNGKey(1)), plain)
+    np.testing.assert_array_equal(logits(dropout_rate=0.5), plain)  # no key: no dropout
 
 
 @pytest.mark.slow  # dropout's random bits take XLA seconds to compile
 def test_dropout_on_changes_the_logits_and_is_fixed_by_its_key():
-    params = gpt.init(jax.random.PRNGKey(0), MODEL, jnp.float64)
-    tokens = jnp.arange(6) % 11
-    apply = jax.jit(gpt.apply, static_argnames=("config", "dropout_rate"))
-    plain = apply(params, tokens, MODEL)
-    dropped = apply(params, tokens, MODEL, dropout_rate=0.5, key=jax.random.PRNGKey(1))
-    assert not np.allclose(dropped, plain)
-    np.testing.assert_array_equal(dropped, apply(params, tokens, MODEL, dropout_rate=0.5, key=jax.random.PRNGKey(1)))
+    dropped = logits(dropout_rate=0.5, key=jax.random.PRNGKey(1))
+    assert not np.allclose(dropped, logits())
+    np.testing.assert_array_equal(dropped, logits(dropout_rate=0.5, key=jax.random.PRNGKey(1)))
 
 
 def test_dropout_keeps_one_minus_rate_and_rescales():

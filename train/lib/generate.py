@@ -29,7 +29,7 @@ def stream(params, config, tokenizer, key, prompt, max_new_tokens, temperature, 
     context = tokenizer.encode(prompt or ("\n" if "\n" in tokenizer.chars else tokenizer.chars[0]))
     if top_k is not None and top_k < 1:
         raise UserError(f"top_k must be 1 or more, got {top_k}")
-    top_k = None if top_k is None else min(top_k, config.vocab_size)  # nanoGPT's min(top_k, vocab)
+    top_k = config.vocab_size if top_k is None else min(top_k, config.vocab_size)  # nanoGPT's min(top_k, V)
     return _draw(params, config, tokenizer, key, context[-config.block_size :], max_new_tokens,
                  float(temperature), top_k)
 
@@ -50,30 +50,31 @@ def _draw(params, config, tokenizer, key, context, max_new_tokens, temperature, 
         yield tokenizer.decode(sequence[-1:])
 
 
-def choose(logits, temperature, key, i, top_k=None):
-    """nanoGPT's draw: logits / temperature, all but the top_k set to -inf (ties with the k-th kept),
-    one categorical sample with fold_in(key, i). Low-precision logits are drawn from in float32."""
+def choose(logits, temperature, key, i, top_k):
+    """nanoGPT's draw: logits / temperature, those below the top_k-th set to -inf (ties with it kept),
+    one categorical sample with fold_in(key, i). top_k is a traced number, 1 to V (V: keep all), so
+    that one trace serves every k. Low-precision logits are drawn from in float32."""
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32)) / temperature
-    if top_k is not None:
-        logits = jnp.where(logits < jax.lax.top_k(logits, top_k)[0][-1], -jnp.inf, logits)
-    return jax.random.categorical(jax.random.fold_in(key, i), logits)
+    kth = jnp.sort(logits)[logits.shape[-1] - top_k]
+    return jax.random.categorical(jax.random.fold_in(key, i), jnp.where(logits < kth, -jnp.inf, logits))
 
 
 @lru_cache(maxsize=8)
 def _steps(config):
-    """The jitted pieces for one config, fixed shapes so each traces once (and once per top_k, which
-    sets a shape): the prompt into the cache, a draw from the cache, a draw from a full window."""
+    """The jitted pieces for one config, each of fixed shapes so that it traces once: the prompt into the
+    cache, a draw from the cache, a draw from a full window. The cache is donated: each step replaces
+    it, so XLA may write the new one over the old in place."""
 
-    @jax.jit
+    @partial(jax.jit, donate_argnums=1)
     def fill(params, cache, token, pos):
         return gpt.decode_step(params, cache, token, pos, config)[1]
 
-    @partial(jax.jit, static_argnums=7)
+    @partial(jax.jit, donate_argnums=1)
     def cached(params, cache, token, pos, temperature, key, i, top_k):
         logits, cache = gpt.decode_step(params, cache, token, pos, config)
         return choose(logits, temperature, key, i, top_k), cache
 
-    @partial(jax.jit, static_argnums=5)
+    @jax.jit
     def windowed(params, window, temperature, key, i, top_k):
         return choose(gpt.apply(params, window, config)[-1], temperature, key, i, top_k)  # (T, V) -> (V,)
 

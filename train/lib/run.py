@@ -160,7 +160,8 @@ def prepare(cfg, data, num_devices=None, source="", mesh=None):
         per_epoch = len(train_docs) // (cfg.batch_size * cfg.accum)
     total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs else cfg.steps
     if cfg.warmup >= total:
-        raise UserError(f"warmup of {cfg.warmup} steps must be shorter than the run's {total} steps")
+        raise UserError(f"the warm-up of {cfg.warmup} steps must be shorter than the run's {total}: give --warmup "
+                        f"below {total}")
     shardings = whole = None
     if sharding.is_sharded(mesh):
         specs, whole = sharding.param_specs(gpt.param_shapes(model), model.n_head, mesh)
