@@ -24,7 +24,8 @@ from .lib.config import SEED as SEED_RANGE, TEMPERATURE as TEMPERATURE_RANGE, Ra
 from .lib.errors import UserError
 
 __all__ = ["UserError", "run", "ArgumentParser", "number", "add_config_flags", "output_file", "output_dir",
-           "FolderLock", "enable_compilation_cache", "SEED", "TEMPERATURE", "PICTURES"]
+           "FolderLock", "enable_compilation_cache", "SEED", "TEMPERATURE", "PICTURES", "NAMES_SAMPLING",
+           "TEXT_SAMPLING", "print_passages"]
 
 
 def run(main, argv=None):
@@ -119,6 +120,26 @@ def add_config_flags(parser, config_class, names=None, highest=None, prefix="", 
 
 SEED = _checked(SEED_RANGE)
 TEMPERATURE = _checked(TEMPERATURE_RANGE)
+
+
+# what a command samples when no flag says: microgpt's 20 names at 0.5, or nanoGPT's sample.py for a text
+NAMES_SAMPLING = {"num_samples": 20, "temperature": 0.5}
+TEXT_SAMPLING = {"num_samples": 1, "temperature": 0.8, "max_new_tokens": 500}
+
+
+def print_passages(out, params, config, tokenizer, keys, prompt, max_new_tokens, temperature, top_k=None):
+    """A text model's passages, one per key, to `out` (write and flush): each the prompt, then every
+    character as it is drawn (train/lib/generate.py), with a line `---` between passages. Each passage's
+    prompt is checked before anything of it is printed."""
+    from .lib.generate import stream  # jax: after the flags are checked
+
+    for i, key in enumerate(keys):
+        pieces = stream(params, config, tokenizer, key, prompt, max_new_tokens, temperature, top_k)
+        out.write(("---\n" if i else "") + prompt)
+        for piece in pieces:  # a reader that has gone (`| head`) is a BrokenPipeError here, for `run`
+            out.write(piece)
+            out.flush()
+        out.write("\n")
 
 
 PICTURES = (".png", ".svg", ".pdf")  # what the picture flags write, the format told by the suffix

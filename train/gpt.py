@@ -13,8 +13,9 @@ import signal
 import sys
 import threading
 
-from .cli import (PICTURES, TEMPERATURE, ArgumentParser, FolderLock, UserError, add_config_flags,
-                  enable_compilation_cache, number, output_dir, output_file, run as run_cli)
+from .cli import (NAMES_SAMPLING, PICTURES, TEMPERATURE, TEXT_SAMPLING, ArgumentParser, FolderLock, UserError,
+                  add_config_flags, enable_compilation_cache, number, output_dir, output_file, print_passages,
+                  run as run_cli)
 from .lib import flops, presets
 from .lib.config import MAX_STEPS, TrainConfig
 from .lib.progress import Progress
@@ -30,8 +31,8 @@ def build_parser():
                                                            "0.8 for text)")
     p.add_argument("--num-samples", type=number(int, 0, 10**6),
                    help="names to sample after training (20); for a text, passages of --max-new-tokens (1)")
-    p.add_argument("--max-new-tokens", type=number(int, 1, 10**7), default=500,
-                   help="characters each text sample draws (500)")
+    p.add_argument("--max-new-tokens", type=number(int, 1, 10**7), default=TEXT_SAMPLING["max_new_tokens"],
+                   help=f"characters each text sample draws ({TEXT_SAMPLING['max_new_tokens']})")
     p.add_argument("--out", help="checkpoint folder: saved at the end, every --save-every steps, and on Ctrl-C or "
                                  "SIGTERM; one run at a time")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
@@ -129,7 +130,7 @@ class Output:
 def train_and_sample(args, overrides):
     import jax
 
-    from .lib import checkpoint, devices, generate, loop, run as runs, sampling, sharding, text
+    from .lib import checkpoint, devices, loop, run as runs, sampling, sharding, text
     from .lib.data import load_docs, resolve_data_path
 
     mesh = sharding.parse_mesh(args.mesh) if args.mesh is not None else None
@@ -216,8 +217,9 @@ def train_and_sample(args, overrides):
             return f"its output cannot be written ({say.failed.strerror or say.failed})"
 
     sampler = None
-    num_samples = args.num_samples if args.num_samples is not None else (1 if run.is_text else 20)
-    temperature = args.temperature or (0.8 if run.is_text else 0.5)
+    defaults = TEXT_SAMPLING if run.is_text else NAMES_SAMPLING
+    num_samples = defaults["num_samples"] if args.num_samples is None else args.num_samples
+    temperature = defaults["temperature"] if args.temperature is None else args.temperature
     if num_samples and run.python_rng is not None:  # compiled on the other core while the model trains
         sampler = threading.Thread(target=quietly, args=(sampling.prepare_sample_python, run.model, run.tokenizer,
                                                          cfg.param_dtype, num_samples))
@@ -264,13 +266,10 @@ def train_and_sample(args, overrides):
     if whole is not None:
         say(f"val loss over the whole validation split at step {step}: {whole:.4f}")
     if num_samples and run.is_text and not say.failed:
-        for i in range(num_samples):
-            say("--- sample ---" if i == 0 else "---")
-            for piece in generate.stream(params, run.model, run.tokenizer, runs.subkey(state.key, "sample", i), "",
-                                args.max_new_tokens, temperature):
-                say.write(piece)
-                say.flush()
-            say("")
+        say("--- sample ---")
+        print_passages(say, params, run.model, run.tokenizer,
+                       [runs.subkey(state.key, "sample", i) for i in range(num_samples)], "", args.max_new_tokens,
+                       temperature)
     elif num_samples and not say.failed:
         if run.python_rng is not None:
             names = sampling.sample_python(params, run.model, run.tokenizer, sampling.python_rng(run.python_rng),

@@ -7,7 +7,8 @@ as nanoGPT's `generate` does.
 
 import sys
 
-from .cli import SEED, TEMPERATURE, ArgumentParser, UserError, enable_compilation_cache, number, run as run_cli
+from .cli import (NAMES_SAMPLING, SEED, TEMPERATURE, TEXT_SAMPLING, ArgumentParser, UserError,
+                  enable_compilation_cache, number, print_passages, run as run_cli)
 
 
 def build_parser():
@@ -29,7 +30,6 @@ def main(argv=None):
     import jax
 
     from .lib.checkpoint import load_model
-    from .lib.generate import stream
     from .lib.sampling import sample_jax
 
     enable_compilation_cache()
@@ -40,22 +40,16 @@ def main(argv=None):
             raise UserError("a names model ends each name at BOS; --max-new-tokens is for text models")
         if args.top_k is not None:
             raise UserError("a names model draws from its whole softmax; --top-k is for text models")
-        names = sample_jax(params, config, tokenizer, key, _given(args.num_samples, 20),
-                           _given(args.temperature, 0.5), args.prompt)
+        num_samples = _given(args.num_samples, NAMES_SAMPLING["num_samples"])
+        temperature = _given(args.temperature, NAMES_SAMPLING["temperature"])
+        names = sample_jax(params, config, tokenizer, key, num_samples, temperature, args.prompt)
         for i, name in enumerate(names):
             print(f"sample {i + 1:2d}: {name}")
         return
-    for i in range(_given(args.num_samples, 1)):
-        # made before anything is printed: a prompt outside the vocabulary is an error, not half a passage
-        pieces = stream(params, config, tokenizer, jax.random.fold_in(key, i), args.prompt,
-                        _given(args.max_new_tokens, 500), _given(args.temperature, 0.8), args.top_k)
-        if i:
-            print("---")
-        sys.stdout.write(args.prompt)
-        for piece in pieces:  # a reader that has gone (`| head`) is a BrokenPipeError here, for run_cli
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-        print()
+    keys = [jax.random.fold_in(key, i) for i in range(_given(args.num_samples, TEXT_SAMPLING["num_samples"]))]
+    print_passages(sys.stdout, params, config, tokenizer, keys, args.prompt,
+                   _given(args.max_new_tokens, TEXT_SAMPLING["max_new_tokens"]),
+                   _given(args.temperature, TEXT_SAMPLING["temperature"]), args.top_k)
 
 
 def _given(value, default):

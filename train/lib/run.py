@@ -104,9 +104,14 @@ class Run:
 
     @property
     def steps_per_epoch(self):
-        if self.is_text:
-            return max(1, self.train_tokens // (self.docs_per_step * self.model.block_size))
-        return len(self.train_docs) // self.docs_per_step
+        return steps_per_epoch(self.cfg, self.train_tokens if self.is_text else len(self.train_docs))
+
+
+def steps_per_epoch(cfg, n):
+    """Steps in one pass over n training documents (--format text: n tokens, in windows of block_size),
+    at least one."""
+    per_step = cfg.batch_size * cfg.accum * (cfg.block_size if cfg.format == "text" else 1)
+    return max(1, n // per_step)
 
 
 def prepare(cfg, data, num_devices=None, source="", mesh=None):
@@ -152,12 +157,12 @@ def prepare(cfg, data, num_devices=None, source="", mesh=None):
     if cfg.format == "text":
         truncated, device_data = 0, put((train_tokens,), replicated)
         val_data = put((val_tokens,), replicated) if len(val_tokens) else ()
-        per_epoch = max(1, len(train_tokens) // (cfg.batch_size * cfg.accum * cfg.block_size))
+        per_epoch = steps_per_epoch(cfg, len(train_tokens))
     else:
         rows, n, truncated = encode_docs(train_docs, tokenizer, cfg.block_size)
         device_data = put((rows, n), replicated)
         val_data = put(encode_docs(val_docs, tokenizer, cfg.block_size)[:2], replicated) if val_docs else ()
-        per_epoch = len(train_docs) // (cfg.batch_size * cfg.accum)
+        per_epoch = steps_per_epoch(cfg, len(train_docs))
     total = math.ceil(cfg.epochs * per_epoch) if cfg.epochs else cfg.steps
     if cfg.warmup >= total:
         raise UserError(f"the warm-up of {cfg.warmup} steps must be shorter than the run's {total}: give --warmup "

@@ -18,9 +18,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jax.sharding import NamedSharding
 
-from models import gpt
-
-from . import sharding
+from . import flops, sharding
 from .batches import first_positions, length_buckets, one_per_row, packed_loss, real_length, text_batch, unpack
 from .compiled import cached_jit
 from .devices import batch_sharding
@@ -32,11 +30,12 @@ from .text import windows
 # but not in float64. Both trade compile time for step time, so only runs that train on at least
 # LONG_RUN_DOCS documents use these; shorter ones, the 1,000-document microgpt job among them, finish
 # sooner with the defaults (bench/README.md has the measurements). A step of more than
-# THREADED_STEP_FLOPS (the Shakespeare presets: 3.7 GFLOP) has matrices large enough that the threads pay.
+# THREADED_STEP_FLOPS has matrices large enough that the threads pay: the options won at 1.3 GFLOP a
+# step (n_embd 64, 4 layers, batch 64) and lost at 4.0 (the Shakespeare CPU preset) and 10.
 CPU_COMPILER_OPTIONS = {"xla_cpu_multi_thread_eigen": False}
 CPU_FLOAT64_OPTIONS = {**CPU_COMPILER_OPTIONS, "xla_cpu_experimental_ynn_fusion_type": ""}
 LONG_RUN_DOCS = 20_000
-THREADED_STEP_FLOPS = 1e9
+THREADED_STEP_FLOPS = 2e9
 
 
 class TrainState(NamedTuple):
@@ -155,7 +154,7 @@ def make_train_chunk(run, long_run=None):
         return state._replace(params=state.params if gather else unravel(state.params)), losses
 
     options = None
-    step_flops = 6 * gpt.num_params(model) * b * accum * T
+    step_flops = flops.flops_per_token(model) * b * accum * T
     if long_run and run.mesh.devices.flat[0].platform == "cpu" and step_flops < THREADED_STEP_FLOPS:
         options = CPU_FLOAT64_OPTIONS if dtype == jnp.float64 else CPU_COMPILER_OPTIONS
     return cached_jit(chunk, (run.cfg, run.model, run.total_steps, long_run), donate_argnums=0,
