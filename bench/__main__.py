@@ -20,7 +20,7 @@ from . import cases  # noqa: E402  (imports jax)
 
 TARGETS = {  # the project's speed goals on its 2-core CPU machine: key -> (at most, which figure)
     "preset_us_per_step": (25, "value"), "preset_long_us_per_step": (18, "value"),
-    "batched_default_us_per_doc": (5, "value"), "batched_64x4_us_per_doc": (60, "value"),
+    "batched_default_all_cores_us_per_doc": (5, "value"), "batched_64x4_us_per_doc": (60, "value"),
     "whole_job_warm_s": (0.6, "value"), "whole_job_cold_s": (1.5, "value"),
     # issue 17: half nanoGPT's 56.9 s for the same run, and its published val loss (bench/README.md)
     "shakespeare_cpu_s": (28, "value"), "shakespeare_cpu_val": (1.88, "value"),
@@ -33,6 +33,7 @@ ANCHORS = {
                                 ("enjector/microgpt-c (C99, float64), 1 doc/step", 26.0),
                                 ("chanjoongx/microgpt-efficiency (NumPy, float64, hand-written backward)", 270.0)],
     "batched_default_us_per_doc": [("EEmicroGPT batched (float32, 16 docs/step)", 6.5)],
+    "batched_default_all_cores_us_per_doc": [("EEmicroGPT batched (float32, 16 docs/step)", 6.5)],
 }
 
 
@@ -124,6 +125,14 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     output_file(args.json, "--json")
+    if "JAX_NUM_CPU_DEVICES" not in os.environ:
+        # One CPU device a core in this process (not in the runs it starts), so that the batched case can
+        # also run data-parallel over all of them; every other case asks for one device, as runs get by
+        # default. Too late once JAX has started (bench called from a process that already ran JAX).
+        try:
+            cases.jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
+        except RuntimeError:
+            pass
     start, rows, load = time.perf_counter(), [], os.getloadavg()
     for name in args.cases:
         print(f"# {name}", file=sys.stderr, flush=True)
@@ -132,6 +141,8 @@ def main(argv=None):
     info = machine()
     # the 1, 5 and 15 minute load averages before and after: other work on the machine slows every figure
     info["load_average"] = {"start": load, "end": os.getloadavg()}
+    # set here, it slows this process's imports; the commands the cases run go without it (cases.user_env)
+    info["PYTHONDONTWRITEBYTECODE"] = os.environ.get("PYTHONDONTWRITEBYTECODE")
     print(f"\nmachine: {info.get('cpu_model', info['processor'])}, {info['cpus']} cpus, devices {info['devices']}, "
           f"jax {info['jax']}, torch {info['torch']}; median of {args.reps}; benchmark took "
           f"{time.perf_counter() - start:.0f} s\n")

@@ -20,6 +20,13 @@ from .timing import median_seconds, row, skipped
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def user_env(**extra):
+    """The environment for a command as a user runs it: this one's, less PYTHONDONTWRITEBYTECODE, which some
+    sandboxes set and which makes every start compile the project's source again (0.2 s of the main job)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, **extra}
+
+
 def docs():
     return load_docs(resolve_data_path())
 
@@ -105,12 +112,12 @@ def whole_job(args):
     cold, warm = [], []
     for _ in range(reps):
         with tempfile.TemporaryDirectory() as cache:
-            env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache}
+            env = user_env(JAX_COMPILATION_CACHE_DIR=cache)
             cold.append(timed(job, env)[0])
             warm.append(timed(job, env)[0])
     torch_s = None
     if have("torch"):
-        torch_s = statistics.median(timed([sys.executable, "-m", "bench.torch_microgpt"], os.environ)[0]
+        torch_s = statistics.median(timed([sys.executable, "-m", "bench.torch_microgpt"], user_env())[0]
                                     for _ in range(2))
     baseline = "PyTorch eager, whole job" if torch_s else None
     cold, warm = statistics.median(cold), statistics.median(warm)
@@ -178,8 +185,15 @@ def batched(args):
     if args.large:
         peak["bfloat16"] = matmul_peak("bfloat16")
         configs += [(*c, d) for c in LARGE for d in ("float32", "bfloat16")]
+    cores = len(jax.devices()) if jax.default_backend() == "cpu" else 1  # bench/__main__.py: a device a core
+    if cores > 1:  # the default model again, data-parallel over the cores (one device each): both cores at work
+        configs.insert(1, (f"default model, batch 256, {cores} CPU devices (JAX_NUM_CPU_DEVICES={cores} --devices "
+                           f"{cores})", "batched_default_all_cores_us_per_doc", {**BATCHED[0][2], "devices": cores},
+                           "float32"))
     for name, key, kw, dtype in configs:
-        run, state = runs.prepare(TrainConfig(rng="jax", n_head=4, chunk=20, dtype=dtype, **kw), data)
+        kw = dict(kw)
+        num_devices = kw.pop("devices", 1)  # one device, as a run gets by default (train/lib/devices.make_mesh)
+        run, state = runs.prepare(TrainConfig(rng="jax", n_head=4, chunk=20, dtype=dtype, **kw), data, num_devices)
         chunk = step.make_train_chunk(run)
         idx = runs.batch_indices(run, state.key, 0, run.cfg.chunk)
         ids = runs.step_ids(run, idx)
@@ -194,7 +208,7 @@ def batched(args):
         tokens = float(run.lengths[idx].sum()) / run.cfg.chunk
         gflops = train_flops(run.model, run.lengths[idx]) / run.cfg.chunk / seconds / 1e9
         base = None
-        if dtype == "float32" and jax.default_backend() == "cpu":
+        if dtype == "float32" and jax.default_backend() == "cpu" and num_devices == 1:
             base = torch_batched(run.model, *devices.to_host(run.data), idx, args.reps)
         rows.append(row(f"batched {dtype}: {name}", key if dtype == "float32" else key + "_bf16",
                         seconds / b * 1e6, "µs/doc", "PyTorch eager" if base else None,

@@ -47,7 +47,7 @@ def main(argv=None):
         path = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
     data = text.load_text(path)
     tok = text.tokenizer_of(data)
-    train, val = (torch.from_numpy(t).long() for t in text.split(text.encode(data, tok), cfg.val_fraction))
+    train, val = (torch.from_numpy(t).long() for t in text.split(tok.encode_array(data), cfg.val_fraction))
     B, T, L, H, C = cfg.batch_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd
     shapes = {"wte": (tok.vocab_size, C), "wpe": (T, C), "lm_head": (tok.vocab_size, C)}
     for i in range(L):

@@ -261,10 +261,11 @@ def test_progress_in_a_log_file_is_plain_lines(tiny_data):
                             capture_output=True, text=True)
     assert result.returncode == 0 and "\r" not in result.stdout
     steps = [line for line in result.stdout.splitlines() if line.startswith("step")]
-    # the first dispatch compiled: its time is shown as that, not as a rate (it would read a few tok/s);
-    # the held-out loss shown at step 10 is step 0's, and says so
+    # the first dispatch compiled (or, with the program kept from an earlier run, loaded) it: its time is
+    # shown as that, not as a rate (it would read a few tok/s); the held-out loss shown at step 10 is
+    # step 0's, and says so
     assert re.fullmatch(r"step   10 /   40 \| loss [\d.]+ \| val [\d.]+ \(step 0\) \| epoch 0.21 \| "
-                        r"compiled and ran in [\d.]+ s", steps[0]), steps[0]
+                        r"(compiled|loaded) and ran in [\d.]+ s", steps[0]), steps[0]
     assert re.fullmatch(r"step   40 /   40 \| loss [\d.]+ \| val [\d.]+ \| epoch 0.83 \| [\d,]+ tok/s"
                         r"( \| MFU [\d.]+%)?", steps[-1]), steps[-1]  # MFU once the CPU rate is measured
 
@@ -275,6 +276,7 @@ def test_status_lines_say_when_the_held_out_loss_is_old_and_when_a_dispatch_comp
     assert status_line(100, 1000, 2.5, val=2.7, val_step=0) == "step  100 / 1000 | loss 2.5000 | val 2.7000 (step 0)"
     assert status_line(200, 1000, 2.5, val=2.6, val_step=200) == "step  200 / 1000 | loss 2.5000 | val 2.6000"
     assert status_line(100, 1000, 2.5, compile_seconds=1.234).endswith("| compiled and ran in 1.23 s")
+    assert status_line(100, 1000, 2.5, compile_seconds=0.05, prepared="loaded").endswith("| loaded and ran in 0.05 s")
     assert status_line(100, 1000, 2.5, tokens_per_second=150e3, compile_seconds=None).endswith("| 150,000 tok/s")
 
 

@@ -33,10 +33,12 @@ def counting(traces):
 def test_a_new_instance_loads_the_saved_executable_without_tracing(cache):
     traces = []
     x, y = jnp.arange(12.0).reshape(3, 4), jnp.ones(4)
-    first = compiled.cached_jit(counting(traces), key=("a", 1))(x, y)
-    assert traces == [1] and len(list(cache.rglob("f-*"))) == 1
-    again = compiled.cached_jit(counting(traces), key=("a", 1))(x, y)  # what the next run does
-    assert traces == [1], "loaded, not traced"
+    fresh = compiled.cached_jit(counting(traces), key=("a", 1))
+    first = fresh(x, y)
+    assert traces == [1] and len(list(cache.rglob("f-*"))) == 1 and fresh.prepared == "compiled"
+    next_run = compiled.cached_jit(counting(traces), key=("a", 1))  # what the next run does
+    again = next_run(x, y)
+    assert traces == [1] and next_run.prepared == "loaded", "loaded, not traced"
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(first[0], jnp.sin(x) @ y + 1.0)

@@ -29,7 +29,7 @@ def test_the_shipped_shakespeare_is_nanogpts_file():
     data = text.load_text(path)
     tok = text.tokenizer_of(data)
     assert (len(data), tok.vocab_size, tok.bos) == (1_115_394, 65, None)  # nanoGPT's prepare.py prints these
-    train, val = text.split(text.encode(data, tok), 0.1)
+    train, val = text.split(tok.encode_array(data), 0.1)
     assert (len(train), len(val)) == (1_003_854, 111_540)
 
 
@@ -40,13 +40,13 @@ def test_vocabulary_encoding_and_split_on_a_small_text(tmp_path):
     assert data == "ba\ncab\nba\n"
     tok = text.tokenizer_of(data)
     assert (tok.chars, tok.vocab_size) == ("\nabc", 4)
-    tokens = text.encode(data, tok)
+    tokens = tok.encode_array(data)
     assert tokens.tolist() == [tok.chars.index(c) for c in data]
     assert tok.decode(tokens.tolist()) == data
     train, val = text.split(tokens, 0.1)
     assert (len(train), len(val)) == (9, 1) and np.concatenate([train, val]).tolist() == tokens.tolist()
     with pytest.raises(UserError, match="'z' is not in the vocabulary"):
-        text.encode("abz", tok)
+        tok.encode_array("abz")
 
 
 def test_windows_are_slices_and_the_whole_split_is_each_target_once():

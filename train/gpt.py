@@ -212,7 +212,7 @@ def train_and_sample(args, overrides):
             last = [r for r in chunk.rows if "loss" in r][-1]
             progress.update(last["step"], last["loss"], val[1], val[0], run.epochs_done(chunk.step),
                             speed and speed["tokens_per_second"], chunk.seconds if chunk.compiled else None,
-                            speed and speed.get("mfu"))
+                            speed and speed.get("mfu"), chunk.prepared)
         if say.failed:
             return f"its output cannot be written ({say.failed.strerror or say.failed})"
 

@@ -167,6 +167,7 @@ class cached_jit:
         self.fn, self.jitted = fn, jax.jit(fn, **jit_kwargs)
         self.name = name or getattr(fn, "__name__", "fn").strip("<>")
         self.key, self.jit_kwargs, self.compiled = key, jit_kwargs, {}
+        self.prepared = None  # how the last new program came: "compiled", or "loaded" from the cache folder
 
     def lower(self, *args):
         return self.jitted.lower(*args)
@@ -190,10 +191,12 @@ class cached_jit:
 
     def _compile(self, args):
         if not enabled():
+            self.prepared = "compiled"
             return self.jitted.lower(*args).compile()
         name = program_key(self.name, self.key, self.jit_kwargs, args)
         path = folder() / name
         compiled = load(path, args) if path.exists() else None
+        self.prepared = "compiled" if compiled is None else "loaded"
         if compiled is None:
             salt = 10**6 + int.from_bytes(os.urandom(4), "little")
             options = {**(self.jit_kwargs.get("compiler_options") or {}), SALT_OPTION: salt}

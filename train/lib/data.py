@@ -126,6 +126,17 @@ class Tokenizer:
             unknown = "".join(sorted({c for c in text if c not in self._index}))
             raise UserError(f"character(s) {unknown!r} in {text!r} are not in the vocabulary {self.chars!r}") from None
 
+    def encode_array(self, text):
+        """`encode` at numpy speed, as int32 (a million characters in milliseconds)."""
+        codes = np.frombuffer(text.encode("utf-32-le"), np.uint32)
+        table = np.frombuffer(self.chars.encode("utf-32-le"), np.uint32)
+        order = np.argsort(table)  # chars are sorted as a tokenizer makes them; any order works
+        found = np.minimum(np.searchsorted(table[order], codes), len(table) - 1)
+        bad = table[order][found] != codes
+        if bad.any():
+            raise UserError(f"character {chr(codes[np.argmax(bad)])!r} is not in the vocabulary {self.chars!r}")
+        return order[found].astype(np.int32)
+
     def decode(self, tokens):
         return "".join(self.chars[t] for t in tokens if t != self.bos)
 
@@ -147,7 +158,7 @@ def encode_docs(docs, tokenizer, block_size):
     Returns (rows int32 (N, block_size + 1), n int32 (N,), how many documents were truncated).
     """
     lengths = np.array([len(doc) for doc in docs])
-    chars = np.array(tokenizer.encode("".join(docs)), np.int32)
+    chars = tokenizer.encode_array("".join(docs))
     starts = np.cumsum(lengths) - lengths
     rows = np.full((len(docs), block_size + 1), tokenizer.bos, np.int32)
     for j in range(1, block_size + 1):  # column j holds each document's character j - 1

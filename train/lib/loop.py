@@ -95,7 +95,8 @@ class Chunk(NamedTuple):
     rows: list  # its metrics rows: {"step", "loss"} per step, {"step", "val_loss"} per evaluation
     tokens: int  # real tokens trained on (text: every position of every window)
     seconds: float
-    compiled: bool  # the dispatch traced and compiled first, so `seconds` counts that too
+    compiled: bool  # the dispatch made its program first (traced and compiled, or loaded), so `seconds` counts that too
+    prepared: str = "compiled"  # how: "compiled", or "loaded" (train/lib/compiled.py)
 
 
 class Trained(NamedTuple):
@@ -162,7 +163,8 @@ def train(run, state, history=(), until=None, out=None, save_every=0, on_chunk=N
             if out and (step == until or (save_every and step % save_every == 0)):
                 save()
             if on_chunk:
-                answer = on_chunk(Chunk(step, rows, tokens, seconds, chunk._cache_size() > compiled_before))
+                new = chunk._cache_size() > compiled_before
+                answer = on_chunk(Chunk(step, rows, tokens, seconds, new, getattr(chunk, "prepared", None) or "compiled"))
                 if answer:
                     stopped.append(answer)
         if stopped and out and saved_step != step:

@@ -9,11 +9,12 @@ LOG_EVERY_SECONDS = 10.0
 
 
 def status_line(step, total, loss, val=None, val_step=None, epoch=None, tokens_per_second=None,
-                compile_seconds=None, mfu=None, seconds_left=None):
+                compile_seconds=None, mfu=None, seconds_left=None, prepared="compiled"):
     """`step 1000 / 1000 | loss 2.6497 | epoch 0.03 | 67,067 tok/s`, the run's one-line summary.
 
     `val` is the latest held-out loss, labelled with its step `val_step` when that is not this step; a
-    dispatch that compiled first shows its time (`compile_seconds`) instead of a rate it would spoil."""
+    dispatch that compiled its program first (or `prepared="loaded"` it from the cache of compiled
+    programs) shows its time (`compile_seconds`) instead of a rate it would spoil."""
     text = f"step {step:4d} / {total:4d} | loss {loss:.4f}"
     if val is not None:
         text += f" | val {val:.4f}" + (f" (step {val_step})" if val_step is not None and val_step != step else "")
@@ -22,7 +23,7 @@ def status_line(step, total, loss, val=None, val_step=None, epoch=None, tokens_p
     if tokens_per_second is not None:
         text += f" | {tokens_per_second:,.0f} tok/s" + (f" | MFU {mfu:.2%}" if mfu is not None else "")
     elif compile_seconds is not None:
-        text += f" | compiled and ran in {compile_seconds:.2f} s"
+        text += f" | {prepared} and ran in {compile_seconds:.2f} s"
     if seconds_left is not None:
         text += f" | {seconds_left:.0f} s left"
     return text
@@ -46,8 +47,8 @@ class Progress:
         self.last = None
 
     def update(self, step, loss, val=None, val_step=None, epoch=None, tokens_per_second=None, compile_seconds=None,
-               mfu=None):
-        self.last = dict(step=step, loss=loss, val=val, val_step=val_step, epoch=epoch,
+               mfu=None, prepared="compiled"):
+        self.last = dict(step=step, loss=loss, val=val, val_step=val_step, epoch=epoch, prepared=prepared,
                          tokens_per_second=tokens_per_second, compile_seconds=compile_seconds, mfu=mfu)
         if self.bar is not None:
             self.bar.update(step - self.bar.n)

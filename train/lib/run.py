@@ -193,7 +193,7 @@ def _text_splits(cfg, data):
         raise UserError("--format text draws its windows with JAX keys: add --rng jax (or start from a preset: "
                         "--preset shakespeare-char-cpu)")
     tokenizer = text.tokenizer_of(data)
-    train_tokens, val_tokens = text.split(text.encode(data, tokenizer), cfg.val_fraction)
+    train_tokens, val_tokens = text.split(tokenizer.encode_array(data), cfg.val_fraction)
     for name, part in (("training", train_tokens), ("validation", val_tokens)):
         if (name == "training" or len(part)) and len(part) <= cfg.block_size:
             raise UserError(f"the {name} split holds {len(part):,} characters, too few for one window of "

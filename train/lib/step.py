@@ -26,13 +26,16 @@ from .keys import subkey
 from .text import windows
 
 # XLA's CPU defaults split every op over the threads, which for this project's small matrices costs
-# more than it saves, and hand matrix products to YNNPACK, which is quicker than XLA's own in float32
-# but not in float64. Both trade compile time for step time, so only runs that train on at least
-# LONG_RUN_DOCS documents use these; shorter ones, the 1,000-document microgpt job among them, finish
-# sooner with the defaults (bench/README.md has the measurements). A step of more than
-# THREADED_STEP_FLOPS has matrices large enough that the threads pay: the options won at 1.3 GFLOP a
-# step (n_embd 64, 4 layers, batch 64) and lost at 4.0 (the Shakespeare CPU preset) and 10.
-CPU_COMPILER_OPTIONS = {"xla_cpu_multi_thread_eigen": False}
+# more than it saves, and schedule the step's kernels for concurrency, where a step this small runs
+# quicker in the order that keeps the fewest buffers live (XLA's memory-optimized scheduler, 1): both
+# cost no compile time and change no result, so every CPU step below THREADED_STEP_FLOPS uses them.
+# A step of more than that has matrices large enough that the threads pay: the options won at 1.3
+# GFLOP a step (n_embd 64, 4 layers, batch 64) and lost at 4.0 (the Shakespeare CPU preset) and 10.
+# Runs that train on at least LONG_RUN_DOCS documents also hand float64 products to XLA's own
+# emitter rather than YNNPACK (quicker in float64, not in float32) and cut one-document steps to
+# length buckets; both trade compile time for step time, so shorter runs, the 1,000-document microgpt
+# job among them, finish sooner without (bench/README.md has the measurements).
+CPU_COMPILER_OPTIONS = {"xla_cpu_multi_thread_eigen": False, "xla_cpu_scheduler_type": 1}
 CPU_FLOAT64_OPTIONS = {**CPU_COMPILER_OPTIONS, "xla_cpu_experimental_ynn_fusion_type": ""}
 LONG_RUN_DOCS = 20_000
 THREADED_STEP_FLOPS = 2e9
@@ -87,8 +90,8 @@ def make_train_chunk(run, long_run=None):
     axis for the accumulated batches after K. Text (`run.is_text`): the K step numbers, and each step
     draws its batch_size windows from the state's key and step, so a resumed run trains on the same
     windows. `long_run` (by default: at least LONG_RUN_DOCS documents) compiles for speed over compile
-    time: CPU_COMPILER_OPTIONS (float64: CPU_FLOAT64_OPTIONS) on the CPU, and one-document steps cut to
-    `length_buckets`.
+    time: CPU_FLOAT64_OPTIONS for float64 on the CPU, and one-document steps cut to `length_buckets`.
+    Every CPU step below THREADED_STEP_FLOPS takes CPU_COMPILER_OPTIONS.
     """
     model, optimizer, dtype, b = run.model, run.optimizer, run.cfg.compute_dtype, run.cfg.batch_size
     accum, rate, T = run.cfg.accum, run.cfg.dropout, model.block_size
@@ -155,7 +158,7 @@ def make_train_chunk(run, long_run=None):
 
     options = None
     step_flops = flops.flops_per_token(model) * b * accum * T
-    if long_run and run.mesh.devices.flat[0].platform == "cpu" and step_flops < THREADED_STEP_FLOPS:
-        options = CPU_FLOAT64_OPTIONS if dtype == jnp.float64 else CPU_COMPILER_OPTIONS
+    if run.mesh.devices.flat[0].platform == "cpu" and step_flops < THREADED_STEP_FLOPS:
+        options = CPU_FLOAT64_OPTIONS if long_run and dtype == jnp.float64 else CPU_COMPILER_OPTIONS
     return cached_jit(chunk, (run.cfg, run.model, run.total_steps, long_run), donate_argnums=0,
                       out_shardings=(run.state_shardings, run.replicated), compiler_options=options)

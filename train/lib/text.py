@@ -23,17 +23,6 @@ def tokenizer_of(text):
     return Tokenizer("".join(sorted(set(text))), has_bos=False)
 
 
-def encode(text, tokenizer):
-    """int32 tokens of `text`, at numpy speed (a million characters in milliseconds)."""
-    codes = np.frombuffer(text.encode("utf-32-le"), np.uint32)
-    table = np.frombuffer(tokenizer.chars.encode("utf-32-le"), np.uint32)  # sorted: chars are
-    tokens = np.searchsorted(table, codes)
-    bad = (tokens >= len(table)) | (table[np.minimum(tokens, len(table) - 1)] != codes)
-    if bad.any():
-        raise UserError(f"character {chr(codes[np.argmax(bad)])!r} is not in the vocabulary {tokenizer.chars!r}")
-    return tokens.astype(np.int32)
-
-
 def split(tokens, val_fraction):
     """(train, val): the first 1 - val_fraction of the tokens and the rest, as nanoGPT's int(n * 0.9)."""
     n_train = int(len(tokens) * (1 - val_fraction))
