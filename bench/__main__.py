@@ -26,14 +26,20 @@ TARGETS = {  # the project's speed goals on its 2-core CPU machine: key -> (at m
     "shakespeare_cpu_s": (28, "value"), "shakespeare_cpu_val": (1.88, "value"),
 }
 # The fastest public microgpt ports, for where microjax stands. They are not built or run here: these are
-# their figures from one interleaved run of their own, on ANCHORS_MEASURED. key of our row -> [(name, value)].
-ANCHORS_MEASURED = "this project's 2-core CPU machine class (AMD EPYC, KVM), 2026-11-24"
+# their figures from interleaved runs of their own, each on the machine and day it names (the project's
+# machines change: set them beside this run's `machine:` line). key of our row -> [(name, value, where)].
+EPYC = "this project's 2-core CPU machine class (AMD EPYC, KVM), 2026-11-24"
+XEON = "a 2-vCPU Intel Xeon (AVX-512, KVM), 2026-12-02 (issue 20)"
+EE_BATCHED = [("EEmicroGPT batched (float32, 16 docs/step)", 6.5, EPYC),
+              ("EEmicroGPT batched (float32, 256 docs/step)", 5.7, XEON)]
 ANCHORS = {
-    "preset_long_us_per_step": [("EEmicroGPT (hand-written C, float32, fast exp), 1 doc/step", 13.7),
-                                ("enjector/microgpt-c (C99, float64), 1 doc/step", 26.0),
-                                ("chanjoongx/microgpt-efficiency (NumPy, float64, hand-written backward)", 270.0)],
-    "batched_default_us_per_doc": [("EEmicroGPT batched (float32, 16 docs/step)", 6.5)],
-    "batched_default_all_cores_us_per_doc": [("EEmicroGPT batched (float32, 16 docs/step)", 6.5)],
+    "preset_long_us_per_step": [("EEmicroGPT (hand-written C, float32, fast exp), 1 doc/step", 13.7, EPYC),
+                                ("EEmicroGPT (hand-written C, float32, fast exp), 1 doc/step", 9.0, XEON),
+                                ("enjector/microgpt-c (C99, float64), 1 doc/step", 26.0, EPYC),
+                                ("chanjoongx/microgpt-efficiency (NumPy, float64, hand-written backward)", 270.0, EPYC)],
+    "preset_us_per_step": [("EEmicroGPT (hand-written C, float32, fast exp), 1 doc/step", 9.0, XEON)],
+    "batched_default_us_per_doc": EE_BATCHED,
+    "batched_default_all_cores_us_per_doc": EE_BATCHED,
 }
 
 
@@ -90,13 +96,13 @@ def target_text(row):
 
 def with_anchors(rows):
     """Each row that has anchors, followed by one row per anchor: its figure, not measured in this run
-    but on ANCHORS_MEASURED, and our time over its (below 1: ours is faster)."""
+    but on the machine it names, and our time over its (below 1: ours is faster)."""
     out = []
     for r in rows:
         out.append(r)
-        for name, value in ANCHORS.get(r.get("key"), []) if r.get("value") else []:
+        for name, value, where in ANCHORS.get(r.get("key"), []) if r.get("value") else []:
             out.append({"case": f"  anchor: {name}", "key": None, "value": value, "unit": r["unit"],
-                        "baseline": f"measured on {ANCHORS_MEASURED}, not in this run", "baseline_value": None,
+                        "baseline": f"measured on {where}, not in this run", "baseline_value": None,
                         "time_ratio": r["value"] / value})
     return out
 

@@ -183,7 +183,10 @@ class cached_jit:
         """The executable for arguments like these (arrays or `jax.ShapeDtypeStruct`s), compiled or loaded
         now if this process has not yet: a caller may prepare one ahead, on another thread. Within the
         process it is found again by the arguments alone (JAX's settings are read at compile time)."""
-        specs = repr([_spec(x) for x in jax.tree.leaves(args)]) + repr(jax.tree.structure(args))
+        leaves, tree = jax.tree.flatten(args)
+        # in the process, the shardings themselves (hashable) rather than their text: this runs every dispatch
+        specs = (tree, tuple((x.shape, x.dtype, getattr(x, "weak_type", False), getattr(x, "sharding", None))
+                             if hasattr(x, "shape") and hasattr(x, "dtype") else type(x) for x in leaves))
         compiled = self.compiled.get(specs)
         if compiled is None:
             compiled = self.compiled[specs] = self._compile(args)
