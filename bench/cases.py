@@ -239,9 +239,12 @@ def micrograd(args):
                         "ms/pass", "micrograd")]
     from micrograd.nn import MLP
 
-    from train.lib.lesson import moons
+    from microjax import value_and_grad
+    from train.lib.lesson import demo_loss, micrograd_pass, moons, params_from_micrograd
 
-    from .micrograd_demo import micrograd_pass, microjax_pass, params_from_micrograd
+    def microjax_pass(params, xs, ys):  # forward and backward: fresh gradients, no zero_grad
+        return value_and_grad(demo_loss)(params, xs, ys)[0]
+
 
     random.seed(0)
     model = MLP(2, [16, 16, 1])

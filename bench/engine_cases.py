@@ -77,9 +77,7 @@ def run_jit(args):
 
     from models import gpt_scalar
 
-    from train.lib.lesson import moons
-
-    from .micrograd_demo import loss as demo_loss, micrograd_pass, params_from_micrograd
+    from train.lib.lesson import demo_loss, micrograd_pass, moons, params_from_micrograd
 
     rows = []
     gpt_args = gpt_first_step()

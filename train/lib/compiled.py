@@ -17,6 +17,7 @@ folder must be the user's own (it is inside JAX's cache folder, ~/.cache/microja
 edit to the project's source starts a new folder, so the first run after one compiles everything.
 """
 
+import contextlib
 import hashlib
 import importlib
 import os
@@ -34,7 +35,8 @@ FOLDER = "microjax-executables"  # inside JAX's cache folder, beside its entries
 # missing when the copy runs: jax 0.10.2, CPU), so what is saved must come from a fresh compile: the
 # compile options carry a random number in an option that only says how much a debug printout of
 # buffers shows, so JAX's cache has no entry for it; one that came from the cache all the same is
-# run but not saved.
+# run but not saved. Nor does JAX's cache keep an entry for a salted program (`_no_jax_cache_entry`):
+# with a random salt no run could ever find it again, and each would stay on disk for good.
 SALT_OPTION = "xla_debug_buffer_assignment_show_max"
 CACHE_HIT = "/jax/compilation_cache/cache_hits"
 # environment that reaches the compiler or the runtime
@@ -160,6 +162,16 @@ def save(path, compiled):
         pass
 
 
+def _no_jax_cache_entry():
+    """For this thread, JAX's cache writes no entry: only programs that compiled for longer than this are
+    written (JAX's own setting, set here as its thread-local override), and none does. Where a version of
+    JAX lacks the setting, entries are written as before."""
+    from jax._src import config as jax_config  # the setting's thread-local form is not public
+
+    setting = getattr(jax_config, "persistent_cache_min_compile_time_secs", None)
+    return setting(1e30) if callable(setting) else contextlib.nullcontext()
+
+
 class cached_jit:
     """`jax.jit(fn, **jit_kwargs)` whose executables outlive the process (see the module's docstring)."""
 
@@ -207,7 +219,8 @@ class cached_jit:
             listener = lambda event, **_: hits.append(event) if event == CACHE_HIT else None  # noqa: E731
             jax.monitoring.register_event_listener(listener)
             try:
-                compiled = jax.jit(self.fn, **{**self.jit_kwargs, "compiler_options": options}).lower(*args).compile()
+                with _no_jax_cache_entry():
+                    compiled = jax.jit(self.fn, **{**self.jit_kwargs, "compiler_options": options}).lower(*args).compile()
             finally:
                 jax.monitoring.unregister_event_listener(listener)
             if not hits:  # from JAX's cache only if this program's file was lost: then it stays unsaved

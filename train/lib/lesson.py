@@ -1,5 +1,6 @@
 """The micrograd lesson's data and runs: its four examples, the 3-4-4-1 MLP trained on them by plain
-gradient descent on the scalar engine and on the JAX model, and micrograd's two-moons points.
+gradient descent on the scalar engine and on the JAX model, and micrograd's two-moons demo (its points,
+its 2-16-16-1 network's loss on both engines).
 
 There is no "zero the gradients" step: `value_and_grad` returns fresh gradients every call.
 """
@@ -7,7 +8,10 @@ There is no "zero the gradients" step: `value_and_grad` returns fresh gradients 
 import math
 import random
 
+import microjax as mj
 from microjax import sgd, squared_error, value_and_grad
+
+DEMO_ALPHA = 1e-4  # the demo loss's L2 weight, as micrograd's notebook has it
 
 XS = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
 YS = [1.0, -1.0, -1.0, 1.0]
@@ -57,3 +61,39 @@ def moons(n=100, noise=0.1, seed=1):
         xs.append([x + rng.gauss(0, noise), y + rng.gauss(0, noise)])
         ys.append(1.0 if upper else -1.0)
     return xs, ys
+
+
+def params_from_micrograd(model):
+    """A micrograd `MLP`'s weights as microjax parameters: a list of layers {"w": [[...]], "b": [...]}."""
+    return [{"w": [[float(w.data) for w in n.w] for n in layer.neurons], "b": [float(n.b.data) for n in layer.neurons]}
+            for layer in model.layers]
+
+
+def demo_forward(params, x):
+    """micrograd's demo network on microjax: ReLU layers, a linear output, a node per neuron (`dot`)."""
+    for i, layer in enumerate(params):
+        x = [mj.dot(w, x) + b for w, b in zip(layer["w"], layer["b"])]
+        if i < len(params) - 1:
+            x = [mj.relu(v) for v in x]
+    return x[0]
+
+
+def demo_loss(params, xs, ys):
+    """micrograd's demo loss: the mean max-margin loss plus DEMO_ALPHA times the parameters' squares."""
+    scores = [demo_forward(params, x) for x in xs]
+    data_loss = mj.sum([mj.relu(1 - y * s) for y, s in zip(ys, scores)]) * (1.0 / len(scores))
+    leaves = mj.tree_leaves(params)
+    return data_loss + DEMO_ALPHA * mj.dot(leaves, leaves)
+
+
+def micrograd_pass(model, xs, ys):
+    """The same loss on micrograd (the package), then zero_grad and backward, as its notebook runs them;
+    micrograd builds a node per multiply and add and accumulates `.grad` in place."""
+    from micrograd.engine import Value
+
+    scores = [model(list(map(Value, x))) for x in xs]
+    losses = [(1 + -y * s).relu() for y, s in zip(ys, scores)]
+    total = sum(losses) * (1.0 / len(losses)) + DEMO_ALPHA * sum(p * p for p in model.parameters())
+    model.zero_grad()
+    total.backward()
+    return total.data
