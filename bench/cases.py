@@ -245,7 +245,6 @@ def micrograd(args):
     def microjax_pass(params, xs, ys):  # forward and backward: fresh gradients, no zero_grad
         return value_and_grad(demo_loss)(params, xs, ys)[0]
 
-
     random.seed(0)
     model = MLP(2, [16, 16, 1])
     xs, ys = moons()

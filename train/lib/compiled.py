@@ -179,7 +179,7 @@ class cached_jit:
         self.fn, self.jitted = fn, jax.jit(fn, **jit_kwargs)
         self.name = name or getattr(fn, "__name__", "fn").strip("<>")
         self.key, self.jit_kwargs, self.compiled = key, jit_kwargs, {}
-        self.prepared = None  # how the last new program came: "compiled", or "loaded" from the cache folder
+        self.prepared = "compiled"  # how the last new program came: "compiled", or "loaded" from the cache folder
 
     def lower(self, *args):
         return self.jitted.lower(*args)

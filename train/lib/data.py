@@ -131,8 +131,9 @@ class Tokenizer:
         codes = np.frombuffer(text.encode("utf-32-le"), np.uint32)
         table = np.frombuffer(self.chars.encode("utf-32-le"), np.uint32)
         order = np.argsort(table)  # chars are sorted as a tokenizer makes them; any order works
-        found = np.minimum(np.searchsorted(table[order], codes), len(table) - 1)
-        bad = table[order][found] != codes
+        ordered = table[order]
+        found = np.minimum(np.searchsorted(ordered, codes), len(table) - 1)
+        bad = ordered[found] != codes
         if bad.any():
             raise UserError(f"character {chr(codes[np.argmax(bad)])!r} is not in the vocabulary {self.chars!r}")
         return order[found].astype(np.int32)

@@ -96,7 +96,7 @@ class Chunk(NamedTuple):
     tokens: int  # real tokens trained on (text: every position of every window)
     seconds: float
     compiled: bool  # the dispatch made its program first (traced and compiled, or loaded), so `seconds` counts that too
-    prepared: str = "compiled"  # how: "compiled", or "loaded" (train/lib/compiled.py)
+    prepared: str  # how: "compiled", or "loaded" (train/lib/compiled.py); a plain jax.jit always compiles
 
 
 class Trained(NamedTuple):
@@ -164,7 +164,7 @@ def train(run, state, history=(), until=None, out=None, save_every=0, on_chunk=N
                 save()
             if on_chunk:
                 new = chunk._cache_size() > compiled_before
-                answer = on_chunk(Chunk(step, rows, tokens, seconds, new, getattr(chunk, "prepared", None) or "compiled"))
+                answer = on_chunk(Chunk(step, rows, tokens, seconds, new, getattr(chunk, "prepared", "compiled")))
                 if answer:
                     stopped.append(answer)
         if stopped and out and saved_step != step:
